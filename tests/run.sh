@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test program in BUILD/tests and adds up their "N passed, M failed, K skipped"
+# lines. Usage: tests/run.sh [--cpu-only|--gpu] BUILD
+set -u
+mode=$1; build=$2
+total_p=0; total_f=0; total_s=0; broken=()
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    echo "=== $name"
+    out=$("$t" "$mode" 2>&1); rc=$?
+    echo "$out" | grep -vE '^  ok ' | grep -vE '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$'
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
+    if [ -z "$line" ]; then
+        echo "  $name exited with $rc without a summary line: counted as 1 failure"
+        broken+=("$name"); total_f=$((total_f + 1)); continue
+    fi
+    read -r p _ f _ s _ <<<"$(echo "$line" | tr -d ',')"
+    echo "  $name: $line"
+    total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "  $name exited with $rc: counted as 1 failure"; total_f=$((total_f + 1)); broken+=("$name")
+    fi
+done
+echo
+[ ${#broken[@]} -gt 0 ] && echo "broken programs: ${broken[*]}"
+echo "$total_p passed, $total_f failed, $total_s skipped"
+[ "$total_f" -eq 0 ]
