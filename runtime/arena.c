@@ -145,6 +145,13 @@ static bool insert_block(cdz_arena *a, size_t i, arena_block b) {
     return true;
 }
 
+/* Bytes to skip at `offset` so the absolute address is aligned (the base itself is only
+ * guaranteed 256-byte aligned by cudaMalloc / 4096 by posix_memalign). */
+static size_t pad_for(const cdz_arena *a, size_t offset, size_t align) {
+    uintptr_t addr = (uintptr_t)a->base + offset;
+    return (size_t)(align_up(addr, align) - addr);
+}
+
 static void remove_block(cdz_arena *a, size_t i) {
     memmove(&a->blocks[i], &a->blocks[i + 1], (a->count - i - 1) * sizeof *a->blocks);
     a->count--;
@@ -202,8 +209,7 @@ cdz_status cdz_arena_alloc(cdz_arena *a, size_t bytes, size_t align, const char 
     for (size_t i = 0; i < a->count; i++) {
         arena_block *b = &a->blocks[i];
         if (b->used) continue;
-        size_t start = align_up(b->offset, align);
-        size_t pad = start - b->offset;
+        size_t pad = pad_for(a, b->offset, align);
         if (pad + need > b->size) continue;
         size_t waste = b->size - need;
         if (waste < best_waste) {
@@ -228,7 +234,7 @@ cdz_status cdz_arena_alloc(cdz_arena *a, size_t bytes, size_t align, const char 
         a->cap = cap;
     }
     arena_block *b = &a->blocks[best];
-    size_t pad = align_up(b->offset, align) - b->offset;
+    size_t pad = pad_for(a, b->offset, align);
     if (pad) {
         arena_block padb = {.offset = b->offset, .size = pad, .used = false};
         b->offset += pad;
@@ -315,7 +321,7 @@ cdz_status cdz_region_alloc(cdz_region *r, size_t bytes, size_t align, void **ou
     if (align == 0) align = CDZ_ARENA_ALIGN;
     if (align & (align - 1))
         return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "region: alignment %zu is not a power of two", align);
-    size_t start = align_up(r->top, align);
+    size_t start = (size_t)(align_up((uintptr_t)r->base + r->top, align) - (uintptr_t)r->base);
     if (start > r->capacity || bytes > r->capacity - start) {
         char req[32], cap[32], fr[32];
         fmt_bytes(req, sizeof req, bytes);
