@@ -3,6 +3,7 @@
  * (alignment, best fit, coalescing, exhaustion, injected failures, statistics, regions).
  */
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,42 @@ static void test_ctx(th_suite *s) {
     th_end(s);
 }
 
+/* Capture what cdz_log writes to stderr. */
+static void capture_log(char *out, size_t cap, bool json, uint64_t request_id, const char *msg) {
+    char path[] = "/tmp/cadenza-log-XXXXXX";
+    int fd = mkstemp(path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    cdz_log_set_json(json);
+    cdz_log_set_request_id(request_id);
+    cdz_log_set_level(CDZ_LOG_LEVEL_INFO);
+    cdz_log(CDZ_LOG_LEVEL_DEBUG, "test", "hidden below the level");
+    cdz_log(CDZ_LOG_LEVEL_INFO, "test", "%s", msg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cdz_log_set_json(false);
+    cdz_log_set_request_id(0);
+    cdz_log_set_level(CDZ_LOG_LEVEL_WARN);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    out[n > 0 ? n : 0] = 0;
+    close(fd);
+    unlink(path);
+}
+
+static void test_log(th_suite *s) {
+    if (!th_begin(s, "log", "plain and JSON lines")) return;
+    char out[2048];
+    capture_log(out, sizeof out, false, 0, "hello");
+    th_check(s, "plain line", strstr(out, "info  [test] hello\n") != NULL && !strstr(out, "hidden"), "got '%s'", out);
+    capture_log(out, sizeof out, true, 42, "say \"hi\"\n\tnow");
+    th_check(s, "json line", strstr(out, "\"level\":\"info\",\"component\":\"test\",\"request_id\":42,"
+             "\"msg\":\"say \\\"hi\\\"\\u000a\\u0009now\"}\n") != NULL, "got '%s'", out);
+    th_check(s, "one line per message", strchr(out, '\n') == out + strlen(out) - 1, NULL);
+    th_end(s);
+}
+
 int main(int argc, char **argv) {
     th_suite s;
     if (!th_init(&s, "test_runtime", argc, argv)) return 2;
@@ -284,6 +321,7 @@ int main(int argc, char **argv) {
     test_tensor(&s);
     test_half(&s);
     test_device(&s);
+    test_log(&s);
     arena_suite(&s, CPU, "cpu");
     test_arena_random(&s);
     test_ctx(&s);
