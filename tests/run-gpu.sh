@@ -32,7 +32,15 @@ for d in $pip_dirs /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu /usr/local/cu
         v=$(basename "$f" | sed 's/libcudnn.so.//' | awk -F. '{printf "%d%03d%03d", $1, $2, $3}')
         if [ "$v" -gt "$best_ver" ]; then best_ver=$v; best_cudnn=$d; fi
     done
-    if [ -z "$best_cudnn" ] && [ -e "$d/libcudnn.so.9" ]; then best_cudnn=$d; fi
+    # pip's wheel ships an unversioned libcudnn.so.9: ask the package metadata for its version
+    if [ -e "$d/libcudnn.so.9" ] && ! ls "$d"/libcudnn.so.9.* >/dev/null 2>&1; then
+        pv=$(python3 -c "import importlib.metadata as m
+for n in ('nvidia-cudnn-cu13', 'nvidia-cudnn-cu12'):
+    try: print(m.version(n)); break
+    except Exception: pass" 2>/dev/null)
+        v=$(echo "${pv:-0.0.0}" | awk -F. '{printf "%d%03d%03d", $1, $2, $3}')
+        if [ "$v" -gt "$best_ver" ]; then best_ver=$v; best_cudnn=$d; fi
+    fi
 done
 
 libpath="$build/deps"
