@@ -311,7 +311,8 @@ const cdz_weight_entry *cdz_weights_find(const cdz_weights *w, const char *name)
 /* The __metadata__ object as compact JSON text ("{}" if absent), and one value in it. */
 const char *cdz_weights_metadata_json(const cdz_weights *w);
 const char *cdz_weights_metadata_get(const cdz_weights *w, const char *key);
-/* Fetch a tensor expecting dtype and shape; a mismatch is INVALID_ARGUMENT naming both. */
+/* Fetch a tensor expecting dtype and shape (-1 in `shape` accepts any size in that dim);
+ * a missing tensor or a mismatch is INVALID_ARGUMENT naming both. */
 cdz_status cdz_weights_expect(const cdz_weights *w, const char *name, cdz_dtype dtype,
                               int32_t ndim, const int64_t *shape, const cdz_weight_entry **out);
 /* Copy a tensor into arena memory on the arena's device; returns a descriptor. */
