@@ -79,6 +79,7 @@ size_t cdz_tensor_nbytes(const cdz_tensor *t) {
 }
 
 bool cdz_tensor_is_contiguous(const cdz_tensor *t) {
+    if (cdz_tensor_numel(t) == 0) return true; /* an empty tensor has no layout to violate */
     int64_t expect = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != expect) return false;

@@ -75,6 +75,10 @@ static void test_tensor(th_suite *s) {
     cdz_tensor v = t;
     v.shape[2] = 4; /* a slice: no longer contiguous */
     th_check(s, "slice not contiguous", !cdz_tensor_is_contiguous(&v), NULL);
+    int64_t empty_shape[4] = {1, 2, 0, 8};
+    cdz_tensor e;
+    th_ok(s, "init empty", cdz_tensor_init(&e, NULL, CDZ_DTYPE_F32, CPU, 4, empty_shape));
+    th_check(s, "empty is contiguous", cdz_tensor_is_contiguous(&e) && cdz_tensor_numel(&e) == 0, NULL);
     char buf[64];
     th_check(s, "str", !strcmp(cdz_tensor_str(&t, buf, sizeof buf), "f16[2,3,5]@cpu"), "got %s", buf);
     int64_t bad[2] = {3, -1};
