@@ -22,6 +22,29 @@ for t in "$build"/tests/test_*; do
         echo "  $name exited with $rc: counted as 1 failure"; total_f=$((total_f + 1)); broken+=("$name")
     fi
 done
+# Python-side tests (converters, reference makers): CPU suite only. They count their checks
+# as skipped, with the reason, when torch or demucs is missing (weights-tools/setup-python.sh).
+if [ "$mode" = "--cpu-only" ]; then
+    for py in tests/models/test_*.py; do
+        [ -f "$py" ] || continue
+        name=$(basename "$py")
+        echo "=== $name"
+        out=$(python3 "$py" 2>&1); rc=$?
+        echo "$out" | grep -E 'FAIL|Traceback' | head -20
+        line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
+        if [ -z "$line" ]; then
+            echo "$out" | tail -20
+            echo "  $name exited with $rc without a summary line: counted as 1 failure"
+            broken+=("$name"); total_f=$((total_f + 1)); continue
+        fi
+        read -r p _ f _ s _ <<<"$(echo "$line" | tr -d ',')"
+        echo "  $name: $line"
+        total_p=$((total_p + p)); total_f=$((total_f + f)); total_s=$((total_s + s))
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "  $name exited with $rc: counted as 1 failure"; total_f=$((total_f + 1)); broken+=("$name")
+        fi
+    done
+fi
 echo
 [ ${#broken[@]} -gt 0 ] && echo "broken programs: ${broken[*]}"
 echo "$total_p passed, $total_f failed, $total_s skipped"
