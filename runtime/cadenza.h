@@ -321,6 +321,145 @@ cdz_status cdz_weights_upload(const cdz_weights *w, const char *name, cdz_arena 
 /* Print tensors, dtypes, shapes, metadata and totals (cadenza inspect). */
 cdz_status cdz_weights_print(const cdz_weights *w, void *file /* FILE* */);
 
+/* ------------------------------------------------------------------------------------
+ * Models: HTDemucs (Demucs v4 hybrid transformer source separation; docs/models/htdemucs.md)
+ *
+ *  - cdz_htdemucs: the weights of one model or a bag of models (htdemucs_ft) on one device,
+ *    immutable after load, shared by every worker of that device. The architecture comes
+ *    from the file's metadata "config" (weights-tools/cadenza-convert); every tensor is
+ *    checked against the shapes that config implies.
+ *  - cdz_htdemucs_plan: one worker's activations for one member, one context and up to
+ *    `batch` segments, measured once and reserved as one region of the context's arena.
+ *  - cdz_htdemucs_forward is HTDemucs.forward for exactly one segment per batch item; it
+ *    queues work on the context's stream and never waits for the device.
+ * ---------------------------------------------------------------------------------- */
+#define CDZ_HTDEMUCS_MAX_MEMBERS 8
+#define CDZ_HTDEMUCS_MAX_SOURCES 8
+
+typedef struct cdz_htdemucs cdz_htdemucs;
+
+typedef struct cdz_htdemucs_info {
+    int32_t members, sources, audio_channels, samplerate;
+    int64_t segment_samples;  /* the shortest member segment (all members: member_segment) */
+    int64_t member_segment[CDZ_HTDEMUCS_MAX_MEMBERS];
+    char source_names[CDZ_HTDEMUCS_MAX_SOURCES][16];
+    float weights[CDZ_HTDEMUCS_MAX_MEMBERS][CDZ_HTDEMUCS_MAX_SOURCES]; /* bag [member][source] */
+    size_t weight_bytes;      /* device bytes of parameters and derived tables */
+} cdz_htdemucs_info;
+
+/* Config from the metadata; every tensor checked (name, dtype f32/f16/bf16/f64, shape derived
+ * from the config) with errors naming it; missing and extra tensors refused; unsupported
+ * settings refused naming the setting. Uploads (as f32) to the arena's device. */
+cdz_status cdz_htdemucs_load(const cdz_weights *w, cdz_arena *arena, cdz_htdemucs **out);
+void cdz_htdemucs_free(cdz_htdemucs *m);
+void cdz_htdemucs_get_info(const cdz_htdemucs *m, cdz_htdemucs_info *out);
+
+typedef struct cdz_htdemucs_plan cdz_htdemucs_plan;
+/* ctx must be on the model's device. A CPU context without an arena gets a private one. */
+cdz_status cdz_htdemucs_plan_create(const cdz_htdemucs *m, int32_t member, cdz_ctx *ctx,
+                                    int32_t batch, cdz_htdemucs_plan **out);
+/* Work queued with the plan must be finished (cdz_ctx_sync) before it is destroyed. */
+void cdz_htdemucs_plan_destroy(cdz_htdemucs_plan *p);
+size_t cdz_htdemucs_plan_bytes(const cdz_htdemucs_plan *p); /* activation bytes reserved */
+/* mix [B, C, segment] f32 on ctx's device -> out [B, S, C, segment] f32, B <= plan batch. */
+cdz_status cdz_htdemucs_forward(cdz_htdemucs_plan *p, const cdz_tensor *mix, cdz_tensor *out);
+/* Called (on the forward's thread) with each named intermediate, e.g. "forward.freq.enc.0";
+ * names and layouts as weights-tools/make_demucs_reference.py records them. The tensor lives
+ * on ctx's device and is valid during the call only; a CUDA tap must synchronise itself. */
+typedef void (*cdz_tap_fn)(void *user, const char *name, const cdz_tensor *t);
+void cdz_htdemucs_plan_set_tap(cdz_htdemucs_plan *p, cdz_tap_fn fn, void *user);
+
+/* ------------------------------------------------------------------------------------
+ * Audio I/O (runtime/audio.c) and track separation (models/separate.c); docs/separate.md
+ *
+ *  - cdz_audio holds planar f32 samples: channel c is data[c*frames .. (c+1)*frames).
+ *    Files are read and written through libsndfile (WAV, FLAC, OGG, AIFF, ... any bit
+ *    depth), integers scaled to [-1, 1) as libsndfile does (x / 2^(bits-1)).
+ *  - Nothing is converted silently: resampling (libsoxr, high quality) and channel
+ *    conversion are separate calls the caller logs; more than 2 channels are refused.
+ *  - Reading allocates the decoded samples once (the header's frame count is trusted only
+ *    up to one frame per byte of file; more is grown as it is decoded), never more than
+ *    CADENZA_AUDIO_MAX_BYTES (default 8 GiB) of samples: TOO_LARGE beyond.
+ *  - Errors: IO (cannot open / create / write), INVALID_ARGUMENT (not audio, unsupported
+ *    format, 0 frames, NaN/Inf samples, bad arguments), UNSUPPORTED (built without
+ *    libsndfile / libsoxr).
+ * ---------------------------------------------------------------------------------- */
+typedef struct cdz_audio {
+    float *data;        /* planar [channels][frames]; owned, freed by cdz_audio_free */
+    int32_t channels;
+    int32_t samplerate; /* Hz */
+    int64_t frames;
+    char format[64];    /* what cdz_audio_read found, e.g. "FLAC (FLAC Lossless Audio Codec), Signed 24 bit PCM" */
+} cdz_audio;
+
+typedef enum cdz_audio_format {
+    CDZ_AUDIO_FORMAT_AUTO = 0, /* from the file name's extension (.wav, .flac) */
+    CDZ_AUDIO_FORMAT_WAV,
+    CDZ_AUDIO_FORMAT_FLAC,
+} cdz_audio_format;
+
+/* demucs.audio.prevent_clip, applied to one stem (all its channels) before writing. */
+typedef enum cdz_clip_mode {
+    CDZ_CLIP_RESCALE = 0, /* x / max(1.01 * max|x|, 1) */
+    CDZ_CLIP_CLAMP,       /* clamp(x, -0.99, 0.99) */
+    CDZ_CLIP_TANH,        /* tanh(x) */
+    CDZ_CLIP_NONE,        /* as is (PCM writes saturate at full scale) */
+} cdz_clip_mode;
+
+/* Zero-filled planar buffer; channels >= 1, frames >= 1, samplerate >= 1. */
+cdz_status cdz_audio_alloc(cdz_audio *a, int32_t channels, int64_t frames, int32_t samplerate);
+/* Frees the samples and zeroes the struct (safe on a zeroed or already freed struct). */
+void cdz_audio_free(cdz_audio *a);
+cdz_status cdz_audio_read(const char *path, cdz_audio *out);
+/* bits: 16 or 24 (PCM) or 32 (float, WAV only). Refuses NaN/Inf samples. Writes the file
+ * in one pass; WAV data beyond 4 GiB is written as RF64. */
+cdz_status cdz_audio_write(const char *path, const cdz_audio *a, cdz_audio_format format,
+                           int32_t bits);
+/* libsoxr, SOXR_HQ; out gets round(frames * rate / in rate) frames. Same rate: a copy. */
+cdz_status cdz_audio_resample(const cdz_audio *in, int32_t samplerate, cdz_audio *out);
+/* Same count: a copy; 1 -> N: the channel duplicated (demucs convert_audio_channels);
+ * anything else (e.g. 3 -> 2) is INVALID_ARGUMENT naming both counts. */
+cdz_status cdz_audio_to_channels(const cdz_audio *in, int32_t channels, cdz_audio *out);
+/* In place, over all channels of `a`, in f32 exactly as demucs' torch code. */
+cdz_status cdz_audio_prevent_clip(cdz_audio *a, cdz_clip_mode mode);
+cdz_status cdz_clip_mode_parse(const char *text, cdz_clip_mode *out);
+const char *cdz_clip_mode_name(cdz_clip_mode mode);
+/* "wav" | "flac" (case-insensitive). */
+cdz_status cdz_audio_format_parse(const char *text, cdz_audio_format *out);
+bool cdz_audio_can_read(void);     /* built with libsndfile */
+bool cdz_audio_can_resample(void); /* built with libsoxr */
+
+/* Track separation: demucs.apply.apply_model around the HTDemucs forward, with the track
+ * normalisation of demucs.api.Separator (docs/separate.md gives the exact semantics). */
+typedef void (*cdz_progress_fn)(void *user, int64_t done, int64_t total);
+
+typedef struct cdz_separate_options {
+    int32_t shifts;           /* shift trick: predictions averaged over this many random
+                                 offsets in [0, samplerate/2] (demucs default 1; 0 = off) */
+    double overlap;           /* [0, 1): chunk overlap (0.25) */
+    double transition_power;  /* >= 1: sharpness of the cross-fade weight (1) */
+    double segment_seconds;   /* chunk length; 0: each member's training segment; never longer */
+    uint64_t seed;            /* generator of the shift offsets (deterministic per seed) */
+    const int64_t *shift_offsets; /* NULL, or [members][shifts] offsets to use instead (tests) */
+    bool normalize;           /* (x - mean) / (std + 1e-8) of the channel mean, undone after (true) */
+    cdz_progress_fn progress; /* segments done / total, after each batch; may be NULL */
+    void *progress_user;
+} cdz_separate_options;
+
+void cdz_separate_options_default(cdz_separate_options *o);
+
+/* One worker's separation state: the model, a context on its device, and (made on first
+ * use, kept until destroy) one cdz_htdemucs_plan per bag member for `batch` segments. */
+typedef struct cdz_separator cdz_separator;
+cdz_status cdz_separator_create(const cdz_htdemucs *m, cdz_ctx *ctx, int32_t batch,
+                                cdz_separator **out);
+void cdz_separator_destroy(cdz_separator *s);
+/* mix: the track at the model's rate and channel count (host memory). stems[k] (host,
+ * planar [channels][frames]) receives source k, or is NULL to skip it; members whose bag
+ * weights are 0 for every requested source are not run. Returns after the device is idle. */
+cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const cdz_audio *mix,
+                        float *const *stems);
+
 #ifdef __cplusplus
 }
 #endif
