@@ -4,6 +4,9 @@
 set -u
 mode=$1; build=$2
 total_p=0; total_f=0; total_s=0; broken=()
+# model tests read the references made by tests/models/make-refs.sh
+export CDZ_HTDEMUCS_TINY_WEIGHTS=${CDZ_HTDEMUCS_TINY_WEIGHTS:-$build/ref/htdemucs-tiny.safetensors}
+export CDZ_HTDEMUCS_TINY_REF=${CDZ_HTDEMUCS_TINY_REF:-$build/ref/htdemucs-tiny.ref.safetensors}
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
