@@ -49,9 +49,11 @@ have_pkg = $(shell pkg-config --exists $(1) 2>/dev/null && echo 1 || echo 0)
 HAVE_FFTW := $(call have_pkg,fftw3f)
 HAVE_SNDFILE := $(call have_pkg,sndfile)
 HAVE_JANSSON := $(call have_pkg,jansson)
+HAVE_SOXR := $(call have_pkg,soxr)
 $(info $(if $(filter 1,$(HAVE_FFTW)),✓ FFTW found,✗ FFTW not found (apt-get install libfftw3-dev)))
 $(info $(if $(filter 1,$(HAVE_SNDFILE)),✓ libsndfile found,✗ libsndfile not found (apt-get install libsndfile1-dev)))
 $(info $(if $(filter 1,$(HAVE_JANSSON)),✓ jansson found,✗ jansson not found (apt-get install libjansson-dev)))
+$(info $(if $(filter 1,$(HAVE_SOXR)),✓ libsoxr found,✗ libsoxr not found: no resampling (apt-get install libsoxr-dev)))
 ifneq ($(HAVE_FFTW)$(HAVE_JANSSON),11)
   $(error FFTW and jansson are required: apt-get install libfftw3-dev libjansson-dev pkg-config)
 endif
@@ -74,6 +76,10 @@ LDLIBS := $(shell pkg-config --libs fftw3f fftw3 jansson) -lm -lpthread -ldl
 ifeq ($(HAVE_SNDFILE),1)
   CPPFLAGS += -DCDZ_HAVE_SNDFILE
   LDLIBS += $(shell pkg-config --libs sndfile)
+endif
+ifeq ($(HAVE_SOXR),1)
+  CPPFLAGS += -DCDZ_HAVE_SOXR
+  LDLIBS += $(shell pkg-config --libs soxr)
 endif
 ifeq ($(CUDA),1)
   CPPFLAGS += -DCDZ_HAVE_CUDA -I$(CUDA_INC)
@@ -150,6 +156,7 @@ tests: $(TEST_PROGS) $(BUILD)/cadenza
 
 # CPU suite: every test program; CUDA checks are counted as skipped.
 test: tests
+	@bash tests/models/make-refs.sh $(BUILD)
 	@bash tests/run.sh --cpu-only $(BUILD)
 
 # GPU suite: the op tests CUDA vs CPU (needs a GPU; fails without one).
