@@ -61,7 +61,7 @@ endif
 # GPU targets: every sm_80+ architecture the toolkit lists, unless ARCH= says otherwise.
 ifeq ($(CUDA),1)
   ARCH ?= $(shell $(NVCC) --list-gpu-arch 2>/dev/null | sed -n 's/compute_//p' | awk '$$1>=80' | sort -n | tr '\n' ' ')
-  ARCH_MAX := $(lastword $(sort $(ARCH)))
+  ARCH_MAX := $(shell echo $(ARCH) | tr ' ' '\n' | sort -n | tail -n1)
   GENCODE := $(foreach a,$(ARCH),-gencode=arch=compute_$(a),code=sm_$(a)) \
              -gencode=arch=compute_$(ARCH_MAX),code=compute_$(ARCH_MAX)
   $(info ✓ GPU targets: sm_$(subst $(eval) ,$(eval) sm_,$(strip $(ARCH))) + PTX $(ARCH_MAX))
@@ -153,6 +153,10 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_COMMON) $(BUILD)/libca
 	$(CC) -o $@ $< $(TEST_COMMON) $(BUILD)/libcadenza.a $(LDLIBS)
 
 tests: $(TEST_PROGS) $(BUILD)/cadenza
+
+# The README's first run: random HTDemucs weights, a synthetic mix, timing (cadenza demo --help).
+demo: all
+	$(BUILD)/cadenza demo
 
 # CPU suite: every test program; CUDA checks are counted as skipped.
 test: tests
