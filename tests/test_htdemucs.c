@@ -11,6 +11,15 @@
  * Cases: the CPU forward (output and every intermediate via the tap, rel-L2), a smaller
  * batch than the plan's, determinism (bytes), CUDA strict and TF32 (skipped without a GPU),
  * and the loader's refusals (files built in memory from the tiny checkpoint).
+ *
+ * Variants: small configurations that take the code paths the published models do not
+ * (make_demucs_reference.py VARIANT_KW: GroupNorm layers + post-norm ReLU transformer,
+ * cross-first + GroupNorm(1) token norms + no rewrite + mono, merged branches with and
+ * without a transformer, 6 sources, an 80-sample segment). tests/models/make-refs.sh writes
+ * htdemucs-<variant>.safetensors / .ref.safetensors next to the tiny files (the folder of
+ * CDZ_HTDEMUCS_TINY_WEIGHTS); each variant's forward (B = 2) is compared, output and every
+ * recorded stage, on the CPU and on CUDA strict; a variant whose files are missing is skipped
+ * with the command that makes them.
  */
 #include <math.h>
 #include <stdio.h>
@@ -23,9 +32,8 @@
 #include "layout.h"
 
 #define GEN_CMD                                                                              \
-    "/usr/bin/python3 weights-tools/make_demucs_reference.py --configs tiny --out build/ref && " \
-    "weights-tools/cadenza-convert demucs build/ref/tiny-*.th -o build/ref/htdemucs-tiny.safetensors && " \
-    "mv build/ref/tiny.reference.safetensors build/ref/htdemucs-tiny.ref.safetensors"
+    "tests/models/make-refs.sh build (make test runs it), i.e. /usr/bin/python3 "               \
+    "weights-tools/make_demucs_reference.py --configs tiny,variants --test-layout --out build/ref"
 
 static const char *env_or(const char *name, const char *dflt) {
     const char *v = getenv(name);
@@ -81,6 +89,12 @@ static cdz_tensor ref_tensor(th_suite *s, const cdz_weight_entry *e) {
  * another order (double in the CPU ops), so each stage carries O(1e-7) relative rounding
  * noise that grows through ~40 chained layers. */
 static double stage_tol(const char *name, const char **why) {
+    if (!strcmp(name, "forward.norm.mean") || !strcmp(name, "forward.norm.meant")) {
+        *why = "a mean of values that nearly cancel (|mean| ~ 1e-3 std): fp32 rounding amplified "
+               "by std/|mean| (5.8e-6 on the 80-sample variant); its effect on the normalised "
+               "input is checked at 1e-6 by forward.freq.in / forward.time.in";
+        return 1e-5;
+    }
     if (!strncmp(name, "forward.norm.", 13) || !strcmp(name, "forward.spec") ||
         !strcmp(name, "forward.freq.in") || !strcmp(name, "forward.time.in")) {
         *why = "one FFT / one reduction from the input: fp32 rounding only";
@@ -92,7 +106,7 @@ static double stage_tol(const char *name, const char **why) {
 
 /* Compares every "forward.*" entry of the reference with the tap of that name. */
 static void compare_stages(th_suite *s, const cdz_weights *ref, const tap_store *ts,
-                           const char *prefix, int64_t items, double tol_scale) {
+                           const char *prefix, int64_t items, double tol_scale, int min_stages) {
     th_check(s, "tap copies", !ts->failed, "%s", ts->failed ? cdz_last_message() : "ok");
     int compared = 0;
     for (size_t i = 0; i < cdz_weights_count(ref); i++) {
@@ -112,7 +126,7 @@ static void compare_stages(th_suite *s, const cdz_weights *ref, const tap_store 
         th_compare(s, what, got, &r, tol, why);
         compared++;
     }
-    th_check(s, "stages compared", compared >= 20, "%d stages", compared);
+    th_check(s, "stages compared", compared >= min_stages, "%d stages", compared);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -207,7 +221,7 @@ static void case_cpu(th_suite *s, const files *f) {
         cdz_tensor ref = ref_tensor(s, eo);
         th_compare(s, "cpu forward vs pytorch", &a.out, &ref, 1e-5,
                    "strict fp32 end to end (the bar for fp32)");
-        compare_stages(s, f->ref, &ts, "cpu", 2, 1.0);
+        compare_stages(s, f->ref, &ts, "cpu", 2, 1.0, 20);
         th_check(s, "plan bytes", a.plan_bytes > 0, "%zu activation bytes for B=2", a.plan_bytes);
         if (run_model(s, f, arena, s->cpu, 2, 2, NULL, &b))
             th_compare_bytes(s, "cpu determinism", a.out.data, b.out.data, cdz_tensor_nbytes(&a.out));
@@ -236,7 +250,7 @@ static void case_cuda(th_suite *s, const files *f) {
         if (run_model(s, f, s->cuda_arena, s->cuda, 2, 2, &ts, &a)) {
             th_compare(s, "cuda strict vs pytorch", &a.out, &ref, 1e-5,
                        "strict fp32 (no TF32): only the summation order differs");
-            compare_stages(s, f->ref, &ts, "cuda", 2, 1.0);
+            compare_stages(s, f->ref, &ts, "cuda", 2, 1.0, 20);
             if (run_model(s, f, s->cuda_arena, s->cuda, 2, 2, NULL, &b))
                 th_compare_bytes(s, "cuda determinism", a.out.data, b.out.data,
                                  cdz_tensor_nbytes(&a.out));
@@ -250,6 +264,87 @@ static void case_cuda(th_suite *s, const files *f) {
     } else {
         th_skip(s, "cuda tf32", "no GPU");
     }
+    th_end(s);
+}
+
+/* ---------------------------------------------------------------- variants */
+
+static const struct variant {
+    const char *name, *what;
+} VARIANTS[] = {
+    {"norms", "GroupNorm in every layer, post-norm ReLU transformer, no LayerScale, no dilation"},
+    {"crossfirst", "cross-first, GroupNorm(1) token norms, rewrite=False, mono, 3 sources"},
+    {"merge", "branches merge at the last layer, transformer on 1 x T freq tokens"},
+    {"mergetime", "merge then 2 time layers, t_layers=0, channels_time, GroupNorm in empty tdecoder"},
+    {"six", "6 sources, bottom_channels=0, nfft 256, no norm_out"},
+    {"short", "80-sample segment (pad1d zero path), kernel 4 / stride 2, no freq_emb"},
+};
+
+/* The folder of the tiny weights (where make-refs.sh writes the variants too). */
+static void ref_dir(char *dir, size_t n) {
+    const char *w = env_or("CDZ_HTDEMUCS_TINY_WEIGHTS", "build/ref/htdemucs-tiny.safetensors");
+    const char *slash = strrchr(w, '/');
+    if (!slash) snprintf(dir, n, ".");
+    else snprintf(dir, n, "%.*s", (int)(slash - w), w);
+}
+
+static void case_variant(th_suite *s, const struct variant *v) {
+    if (!th_begin(s, "htdemucs", "variant %s (%s): cpu and cuda strict vs pytorch", v->name, v->what))
+        return;
+    char dir[512], wpath[600], rpath[600], what[96];
+    ref_dir(dir, sizeof dir);
+    snprintf(wpath, sizeof wpath, "%s/htdemucs-%s.safetensors", dir, v->name);
+    snprintf(rpath, sizeof rpath, "%s/htdemucs-%s.ref.safetensors", dir, v->name);
+    files f = {NULL, NULL, wpath, rpath};
+    if (cdz_weights_open(wpath, &f.w) != CDZ_STATUS_OK || cdz_weights_open(rpath, &f.ref) != CDZ_STATUS_OK) {
+        char why[1400];
+        snprintf(why, sizeof why, "%s / %s not found; make them with: tests/models/make-refs.sh BUILD "
+                 "(or /usr/bin/python3 weights-tools/make_demucs_reference.py --configs %s "
+                 "--test-layout --out %s)", wpath, rpath, v->name, dir);
+        snprintf(what, sizeof what, "variant %s cpu", v->name);
+        th_skip(s, what, why);
+        snprintf(what, sizeof what, "variant %s cuda strict", v->name);
+        th_skip(s, what, why);
+        cdz_weights_close(f.w);
+        cdz_weights_close(f.ref);
+        th_end(s);
+        return;
+    }
+    const cdz_weight_entry *eo = cdz_weights_find(f.ref, "forward.output");
+    const cdz_weight_entry *em = cdz_weights_find(f.ref, "forward.mix");
+    snprintf(what, sizeof what, "variant %s reference has forward.mix/output", v->name);
+    th_check(s, what, eo && em, "%s", rpath);
+    const int items = em ? (int)em->shape[0] : 0;
+    static tap_store ts;
+    run_out a;
+    if (eo && em) {
+        cdz_tensor ref = ref_tensor(s, eo);
+        cdz_arena *arena = NULL;
+        th_ok(s, "cpu arena", cdz_arena_create((cdz_device){CDZ_DEVICE_CPU, 0}, 64u << 20, &arena));
+        char pre[64];
+        snprintf(pre, sizeof pre, "%s cpu", v->name);
+        if (arena && run_model(s, &f, arena, s->cpu, items, items, &ts, &a)) {
+            snprintf(what, sizeof what, "variant %s cpu forward vs pytorch", v->name);
+            th_compare(s, what, &a.out, &ref, 1e-5, "strict fp32 end to end (the bar for fp32)");
+            compare_stages(s, f.ref, &ts, pre, items, 1.0, 15);
+        }
+        cdz_arena_destroy(arena);
+        snprintf(what, sizeof what, "variant %s cuda strict", v->name);
+        if (th_gpu(s, what)) {
+            const cdz_precision prev = cdz_ctx_precision(s->cuda);
+            cdz_ctx_set_precision(s->cuda, CDZ_PRECISION_STRICT);
+            snprintf(pre, sizeof pre, "%s cuda", v->name);
+            if (run_model(s, &f, s->cuda_arena, s->cuda, items, items, &ts, &a)) {
+                snprintf(what, sizeof what, "variant %s cuda strict vs pytorch", v->name);
+                th_compare(s, what, &a.out, &ref, 1e-5,
+                           "strict fp32 (no TF32): only the summation order differs");
+                compare_stages(s, f.ref, &ts, pre, items, 1.0, 15);
+            }
+            cdz_ctx_set_precision(s->cuda, prev);
+        }
+    }
+    cdz_weights_close(f.w);
+    cdz_weights_close(f.ref);
     th_end(s);
 }
 
@@ -442,12 +537,13 @@ int main(int argc, char **argv) {
             skip_all(&s, &f);
             th_end(&s);
         }
-        return th_finish(&s);
+    } else {
+        case_cpu(&s, &f);
+        case_cuda(&s, &f);
+        case_errors(&s, &f);
+        cdz_weights_close(f.w);
+        cdz_weights_close(f.ref);
     }
-    case_cpu(&s, &f);
-    case_cuda(&s, &f);
-    case_errors(&s, &f);
-    cdz_weights_close(f.w);
-    cdz_weights_close(f.ref);
+    for (size_t i = 0; i < sizeof VARIANTS / sizeof *VARIANTS; i++) case_variant(&s, &VARIANTS[i]);
     return th_finish(&s);
 }

@@ -83,8 +83,8 @@ HTDEMUCS_CONF = dict(
 
 def _kwargs(sources, segment, **over):
     kw = dict(HTDEMUCS_CONF)
-    kw.update(over)
     kw.update(sources=list(sources), audio_channels=2, samplerate=44100, segment=segment)
+    kw.update(over)
     return kw
 
 
@@ -101,6 +101,57 @@ HTDEMUCS_6S_KW = _kwargs(SOURCES6, fractions.Fraction(39, 5), dconv_mode=3, t_dr
 TINY_KW = _kwargs(SOURCES4, fractions.Fraction(29, 50), channels=16, nfft=512, depth=3,
                   dconv_mode=3, bottom_channels=32, t_layers=3, t_heads=2)
 
+
+def _seg(samples):
+    """A segment of exactly `samples` samples at 44.1 kHz (int(Fraction * 44100) == samples)."""
+    return fractions.Fraction(samples, 44100)
+
+
+# Variants: small configurations that take the code paths the published models do not (each
+# a fraction of a second on one CPU core; the forward reference only, B = 2, every stage).
+VARIANT_KW = {
+    # GroupNorm norm1/norm2 in every encoder/decoder layer (norm_starts 0), post-norm ReLU
+    # transformer without LayerScale, DConv without dilation (negative depth), context 0 in
+    # the decoders and 1 in the encoders; 7001 samples (odd: the time branch pads).
+    "norms": _kwargs(SOURCES4, _seg(7001), channels=8, nfft=512, depth=3, norm_starts=0,
+                     norm_groups=4, dconv_mode=3, dconv_depth=-2, dconv_comp=4, context=0,
+                     context_enc=1, t_layers=2, t_heads=2, t_norm_first=False, t_gelu=False,
+                     t_layer_scale=False),
+    # cross-attention first (cross, self, cross), GroupNorm(1) token norms on the transformer
+    # input (t_norm_in_group) and inside its layers (t_group_norm), no rewrite convs (so no
+    # GLU in the layers), mono audio, 3 sources, bottom channels 24 with 3 heads.
+    "crossfirst": _kwargs(["drums", "bass", "vocals"], _seg(6007), audio_channels=1, channels=8,
+                          nfft=512, depth=3, rewrite=False, dconv_mode=1, dconv_comp=3,
+                          bottom_channels=24, t_layers=3, t_heads=3, t_hidden_scale=2.0,
+                          t_cross_first=True, t_norm_in=False, t_norm_in_group=True,
+                          t_group_norm=True),
+    # the branches merge at the last layer: nfft 256, 128 -> 32 -> 8 bins, the last freq
+    # conv takes all 8 (no padding), the time encoder is empty (conv only, injected), the
+    # transformer sees 1 x T freq tokens; the empty time decoder takes the freq decoder's
+    # pre-conv_tr tensor.
+    "merge": _kwargs(SOURCES4, _seg(5000), channels=8, nfft=256, depth=3, dconv_mode=3,
+                     dconv_comp=4, t_layers=2, t_heads=2),
+    # merge at layer 2 then two time-only layers on the merged branch (time_stride 3), no
+    # transformer (t_layers 0; the unused bottom convs are still in the file), a wider time
+    # branch (channels_time 6 vs 4: the merge takes the max), GroupNorm from layer 2 on
+    # (including norm2 of the empty time decoder).
+    "mergetime": _kwargs(SOURCES4, _seg(5000), channels=4, channels_time=6, nfft=256, depth=5,
+                         time_stride=3, norm_starts=2, norm_groups=4, dconv_mode=3, dconv_comp=4,
+                         bottom_channels=16, t_layers=0),
+    # 6 sources (htdemucs_6s style: bottom_channels 0), nfft 256, 4 heads, no norm_out after
+    # the transformer layers, other positional embedding weight / period, FFN x2.
+    "six": _kwargs(SOURCES6, _seg(4100), channels=16, nfft=256, depth=2, dconv_mode=1,
+                   bottom_channels=0, t_layers=2, t_heads=4, t_norm_out=False,
+                   t_hidden_scale=2.0, t_weight_pos_embed=0.5, t_max_period=1000.0),
+    # an 80-sample segment: shorter than the STFT's reflect padding (3 hop / 2 = 192), so
+    # demucs' pad1d zero-pads first; 1 STFT frame; kernel 4 / stride 2; no freq embedding,
+    # no DConv, no input norm of the transformer (Identity), use_train_segment False.
+    "short": _kwargs(SOURCES4, _seg(80), channels=8, nfft=512, depth=3, kernel_size=4, stride=2,
+                     freq_emb=0.0, dconv_mode=0, t_layers=2, t_heads=2, t_norm_in=False,
+                     use_train_segment=False),
+}
+VARIANTS = list(VARIANT_KW)
+
 # name -> (kwargs, half, seed offset, members (for bags))
 CONFIGS = {
     "tiny": dict(kw=TINY_KW, half=False, seed=0, sig="tiny"),
@@ -108,6 +159,9 @@ CONFIGS = {
     "htdemucs": dict(kw=HTDEMUCS_KW, half=True, seed=200, sig="htdemucs"),
     "htdemucs_6s": dict(kw=HTDEMUCS_6S_KW, half=True, seed=300, sig="htdemucs6s"),
 }
+for _i, _name in enumerate(VARIANTS):
+    CONFIGS[_name] = dict(kw=VARIANT_KW[_name], half=False, seed=400 + 10 * _i, sig=_name,
+                          variant=True)
 
 TOLERANCE_NOTES = (
     "Compare each entry by relative L2 error ||y - y_ref|| / ||y_ref||: <= 1e-5 in strict fp32 "
@@ -354,27 +408,32 @@ class Recorder:
         H = self.handles
         H.append(m.encoder[0].register_forward_pre_hook(pre("forward.freq.in")))
         H.append(m.tencoder[0].register_forward_pre_hook(pre("forward.time.in")))
+        # when the frequency axis collapses (merged branches), the time branch has fewer
+        # layers than `depth`: tencoder[i] / tdecoder[k] exist for i, k < n_time only
+        self.n_time = len(m.tencoder)
         for i in range(self.depth):
             H.append(m.encoder[i].register_forward_hook(fwd(f"forward.freq.enc.{i}")))
-            H.append(m.tencoder[i].register_forward_hook(fwd(f"forward.time.enc.{i}")))
             H.append(m.decoder[i].register_forward_hook(fwd(f"forward.freq.dec.{i}", lambda o: o[0])))
+        for i in range(self.n_time):
+            H.append(m.tencoder[i].register_forward_hook(fwd(f"forward.time.enc.{i}")))
             H.append(m.tdecoder[i].register_forward_hook(fwd(f"forward.time.dec.{i}", lambda o: o[0])))
         if m.freq_emb is not None:
             assert self.depth > 1
             H.append(m.encoder[1].register_forward_pre_hook(pre("forward.freq.enc.0.emb")))
-        if m.bottom_channels:
+        if m.bottom_channels and m.crosstransformer is not None:
             H.append(m.channel_upsampler.register_forward_hook(fwd("forward.bottom.up.freq")))
             H.append(m.channel_upsampler_t.register_forward_hook(fwd("forward.bottom.up.time")))
             H.append(m.channel_downsampler.register_forward_hook(fwd("forward.bottom.down.freq")))
             H.append(m.channel_downsampler_t.register_forward_hook(fwd("forward.bottom.down.time")))
         ct = m.crosstransformer
-        H.append(ct.layers[0].register_forward_pre_hook(pre("forward.transformer.in.freq")))
-        H.append(ct.layers_t[0].register_forward_pre_hook(pre("forward.transformer.in.time")))
-        for j in range(len(ct.layers)):
-            H.append(ct.layers[j].register_forward_hook(fwd(f"forward.transformer.layer.{j}.freq")))
-            H.append(ct.layers_t[j].register_forward_hook(fwd(f"forward.transformer.layer.{j}.time")))
-        H.append(ct.register_forward_hook(fwd("forward.transformer.out.freq", lambda o: o[0])))
-        H.append(ct.register_forward_hook(fwd("forward.transformer.out.time", lambda o: o[1])))
+        if ct is not None:  # t_layers = 0: no transformer (nor bottom convs run)
+            H.append(ct.layers[0].register_forward_pre_hook(pre("forward.transformer.in.freq")))
+            H.append(ct.layers_t[0].register_forward_pre_hook(pre("forward.transformer.in.time")))
+            for j in range(len(ct.layers)):
+                H.append(ct.layers[j].register_forward_hook(fwd(f"forward.transformer.layer.{j}.freq")))
+                H.append(ct.layers_t[j].register_forward_hook(fwd(f"forward.transformer.layer.{j}.time")))
+            H.append(ct.register_forward_hook(fwd("forward.transformer.out.freq", lambda o: o[0])))
+            H.append(ct.register_forward_hook(fwd("forward.transformer.out.time", lambda o: o[1])))
 
     @contextlib.contextmanager
     def recording(self):
@@ -394,9 +453,9 @@ ENTRY_DOC = {
     "forward.norm.stdt": "(B,1,1) unbiased std of mix over (C,L)",
     "forward.freq.in": "(B,2C,F,T) (x - mean) / (1e-5 + std), input of encoder[0]",
     "forward.time.in": "(B,C,L) (mix - meant) / (1e-5 + stdt), input of tencoder[0]",
-    "forward.freq.enc.{i}": "(B,C_i,F_i,T) output of encoder[i] (encoder 0: before the freq embedding)",
+    "forward.freq.enc.{i}": "(B,C_i,F_i,T) output of encoder[i] (encoder 0: before the freq embedding); (B,C_i,T_i) for the time layers after the branches merge",
     "forward.freq.enc.0.emb": "(B,C_0,F_1,T) encoder[0] output + freq_emb (the skip saved for the last decoder)",
-    "forward.time.enc.{i}": "(B,C_i,L_i) output of tencoder[i]",
+    "forward.time.enc.{i}": "(B,C_i,L_i) output of tencoder[i], i < n_time = len(tencoder) (depth unless the branches merge; the merge layer's empty tencoder gives its conv output, injected into encoder[i])",
     "forward.bottom.up.freq": "(B,D,F_b*T) channel_upsampler output (freq rows flattened f-major: index f*T+t)",
     "forward.bottom.up.time": "(B,D,L_b) channel_upsampler_t output",
     "forward.transformer.in.freq": "(B,T*F_b,D) tokens after norm_in + 2-D sin embedding, token index t*F_b+f",
@@ -407,8 +466,8 @@ ENTRY_DOC = {
     "forward.transformer.out.time": "(B,D,L_b) crosstransformer output, time branch",
     "forward.bottom.down.freq": "(B,C_b,F_b*T) channel_downsampler output",
     "forward.bottom.down.time": "(B,C_b,L_b) channel_downsampler_t output",
-    "forward.freq.dec.{k}": "(B,C,F,T) output of decoder[k], k=0 the deepest",
-    "forward.time.dec.{k}": "(B,C,L) output of tdecoder[k], k=0 the deepest",
+    "forward.freq.dec.{k}": "(B,C,F,T) output of decoder[k], k=0 the deepest ((B,C,T) for time layers after the merge)",
+    "forward.time.dec.{k}": "(B,C,L) output of tdecoder[k], k=0 the deepest of the n_time time decoders",
     "forward.spec_out": "(B,S,C,F,T,2) the spectrogram given to the iSTFT: the last decoder output viewed (B,S,2C,F,T), * std + mean, channel 2c+r -> [c,...,r] (_mask output as view_as_real)",
     "forward.istft": "(B,S,C,L) _ispec output: the frequency branch's waveform",
     "forward.time.out": "(B,S,C,L) time branch output viewed per source, * stdt + meant",
@@ -482,7 +541,7 @@ def run_single_reference(name, path, device, seed, batch=2, stages="all", forwar
     rec.out["forward.norm.meant"] = meant.cpu()
     rec.out["forward.norm.stdt"] = stdt.cpu()
     if stages == "all":
-        xt = rec.out[f"forward.time.dec.{rec.depth - 1}"].to(device)
+        xt = rec.out[f"forward.time.dec.{rec.n_time - 1}"].to(device)
         rec.out["forward.time.out"] = (xt.view(B, S, -1, L) * stdt[:, None] + meant[:, None]).cpu()
     out.update(rec.out)
     for h in rec.handles:
@@ -531,9 +590,13 @@ def run_bag_reference(path, device, seed, hermitian=False):
     return out, used
 
 
-def write_reference(path, name, ckpt_path, entries, args, extra_meta):
+def write_reference(path, name, ckpt_path, entries, args, extra_meta, weights_path=None):
+    """Writes the reference file; with weights_path also the converted checkpoint (exactly what
+    `cadenza-convert demucs CKPT -o weights_path` writes: the same function)."""
     import demucs
     ents, meta_cfg = demucs_ckpt.convert(ckpt_path, verify_checksum=True)
+    if weights_path:
+        safetensors_io.write(weights_path, ents, meta_cfg)
     cfg = meta_cfg["config"]
     import hashlib
     h = hashlib.sha256()
@@ -588,7 +651,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(HERE, "..", "build", "demucs-ref"))
     ap.add_argument("--configs", default="tiny,tiny_bag,htdemucs,htdemucs_6s",
-                    help=f"comma-separated, from {list(CONFIGS)}")
+                    help=f"comma-separated, from {list(CONFIGS)}; 'variants' stands for "
+                         f"{','.join(VARIANTS)} (forward reference only)")
+    ap.add_argument("--test-layout", action="store_true",
+                    help="name the outputs as tests/models/make-refs.sh and the C tests expect: "
+                         "htdemucs-<config>.safetensors (the checkpoint converted by cadenza-convert's "
+                         "code) and htdemucs-<config>.ref.safetensors (the reference); single models only")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--strict", action="store_true",
@@ -627,7 +695,9 @@ def main():
                     getattr(torch.backends.cuda, fn)(False)
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
-    names = [n for n in args.configs.split(",") if n]
+    names = []
+    for n in args.configs.split(","):
+        names += VARIANTS if n == "variants" else [n] if n else []
     for n in names:
         if n not in CONFIGS:
             sys.exit(f"make_demucs_reference: unknown config {n!r}; known: {list(CONFIGS)}")
@@ -636,7 +706,8 @@ def main():
         path = existing_checkpoint(name, out_dir) if args.reuse else None
         path = path or make_checkpoints(name, out_dir, args.seed)
         print(f"{name}: checkpoint {os.path.relpath(path)} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        full = name.startswith("tiny") or args.full_reference or args.device == "cuda"
+        variant = CONFIGS[name].get("variant", False)
+        full = name.startswith("tiny") or variant or args.full_reference or args.device == "cuda"
         if args.checkpoints_only or not full:
             continue
         if "members" in CONFIGS[name] and (args.stages != "all" or args.forward_only):
@@ -644,18 +715,26 @@ def main():
             continue
         t0 = time.perf_counter()
         ref = os.path.join(out_dir, f"{name}.reference.safetensors")
+        wpath = None
+        if args.test_layout:
+            if "members" in CONFIGS[name]:
+                sys.exit(f"make_demucs_reference: --test-layout does not apply to the bag {name}")
+            ref = os.path.join(out_dir, f"htdemucs-{name}.ref.safetensors")
+            wpath = os.path.join(out_dir, f"htdemucs-{name}.safetensors")
         if "members" in CONFIGS[name]:
             entries, used = run_bag_reference(path, args.device, args.seed, args.hermitian_istft)
             nbytes = write_reference(ref, name, path, entries, args,
                                      {"apply_shift_offsets": json.dumps(used)})
         else:
+            fonly = args.forward_only or variant
             _, entries, timings, used = run_single_reference(
-                name, path, args.device, args.seed, args.batch, args.stages, args.forward_only,
+                name, path, args.device, args.seed, args.batch, args.stages, fonly,
                 args.hermitian_istft)
             nbytes = write_reference(ref, name, path, entries, args,
                                      {"apply_shift_offsets": json.dumps(used), "batch": str(args.batch),
-                                      "stages": args.stages, "forward_only": str(args.forward_only).lower(),
-                                      "timings_s": json.dumps({k: round(v, 3) for k, v in timings.items()})})
+                                      "stages": args.stages, "forward_only": str(fonly).lower(),
+                                      "timings_s": json.dumps({k: round(v, 3) for k, v in timings.items()})},
+                                     wpath)
         print(f"{name}: reference {os.path.relpath(ref)} ({len(entries)} entries, "
               f"{nbytes / 2**20:.1f} MiB, {time.perf_counter() - t0:.1f} s)", flush=True)
 

@@ -380,9 +380,59 @@ def run(work):
     expect_refusal("cac=False",
                    [variant("cac.th", lambda p: p["kwargs"].update(cac=False)), "-o", o],
                    ["cac=False"], o)
-    expect_refusal("depth that merges the branches",
+    # the runtime's envelope (models/htdemucs.c): what it refuses is refused, naming the setting
+    expect_refusal("branches merging where the time branch cannot be injected (depth 4, nfft 512)",
                    [variant("merge.th", lambda p: p["kwargs"].update(depth=4)), "-o", o],
-                   ["merges the time and frequency branches"], o)
+                   ["encoder.3", "cannot be injected", "hop_length=128"], o)
+    expect_refusal("freq branch collapsing before the last layer with a transformer",
+                   [variant("collapse.th", lambda p: p["kwargs"].update(nfft=64, growth=1)), "-o", o],
+                   ["collapses to 1 bin before the last layer", "t_layers=3"], o)
+    expect_refusal("encoders narrower than the transformer (merge, then growth)",
+                   [variant("narrow.th", lambda p: p["kwargs"].update(nfft=64)), "-o", o],
+                   ["encoders end with 64 (freq) / 32 (time)", "cannot run"], o)
+    expect_refusal("t_group_norm=2 (GroupNorm with 2 groups in transformer layers)",
+                   [variant("tgn.th", lambda p: p["kwargs"].update(t_group_norm=2)), "-o", o],
+                   ["t_group_norm=2", "more than 1 group"], o)
+    expect_refusal("t_norm_out=3 (GroupNorm(3) after each layer)",
+                   [variant("tno.th", lambda p: p["kwargs"].update(t_norm_out=3)), "-o", o],
+                   ["t_norm_out=3"], o)
+    expect_refusal("t_norm_in_group=2 without t_norm_in",
+                   [variant("tnig.th", lambda p: p["kwargs"].update(t_norm_in=False, t_norm_in_group=2)), "-o", o],
+                   ["t_norm_in_group=2"], o)
+    expect_refusal("t_sin_random_shift=5",
+                   [variant("shift.th", lambda p: p["kwargs"].update(t_sin_random_shift=5)), "-o", o],
+                   ["t_sin_random_shift=5", "random"], o)
+    expect_refusal("t_emb='cape'",
+                   [variant("cape.th", lambda p: p["kwargs"].update(t_emb="cape")), "-o", o],
+                   ["t_emb='cape'"], o)
+    expect_refusal("head dim 512 > 256",
+                   [variant("hd.th", lambda p: p["kwargs"].update(bottom_channels=512, t_heads=1)), "-o", o],
+                   ["head dim 512", "256"], o)
+    expect_refusal("dconv_depth=0 with DConv",
+                   [variant("dd0.th", lambda p: p["kwargs"].update(dconv_depth=0)), "-o", o],
+                   ["dconv_depth=0"], o)
+    expect_refusal("norm_groups not dividing a normalised layer",
+                   [variant("ng.th", lambda p: p["kwargs"].update(norm_starts=0, norm_groups=3)), "-o", o],
+                   ["norm_groups=3", "norm_starts=0"], o)
+    expect_refusal("9 sources (the runtime holds 8)",
+                   [variant("src9.th", lambda p: p["kwargs"].update(sources=[f"s{i}" for i in range(9)])), "-o", o],
+                   ["9 sources", "at most 8"], o)
+    expect_refusal("t_layers=65 (the runtime reads 0..64)",
+                   [variant("tl65.th", lambda p: p["kwargs"].update(t_layers=65)), "-o", o],
+                   ["t_layers=65", "[0, 64]"], o)
+    expect_refusal("nfft not a multiple of 8 (odd hop_length)",
+                   [variant("nfft.th", lambda p: p["kwargs"].update(nfft=516)), "-o", o],
+                   ["nfft=516", "multiple of 8"], o)
+    expect_refusal("a kwarg of the wrong type",
+                   [variant("type.th", lambda p: p["kwargs"].update(depth="3")), "-o", o],
+                   ["depth must be an integer"], o)
+    # accepted now: kwargs that change nothing the runtime computes
+    for label, edit in (("t_auto_sparsity=True without sparse attention", dict(t_auto_sparsity=True)),
+                        ("use_train_segment=False", dict(use_train_segment=False))):
+        rc, _, se = convert(variant("acc.th", lambda p: p["kwargs"].update(edit)), "-o", o)
+        report(f"accepted: {label}", rc == 0 and os.path.exists(o), se.strip())
+        if os.path.exists(o):
+            os.unlink(o)
     expect_refusal("bare state_dict",
                    [tsave(dict(tload(tiny)["state"]), os.path.join(bad, "bare.th")), "-o", o],
                    ["bare state_dict"], o)
@@ -459,6 +509,41 @@ def run(work):
     check("bag: --bag-segment apply sets the members' segment", t_bag_segment_apply)
     if os.path.exists(o):
         os.unlink(o)
+
+    # --- newly accepted configurations: every variant of make_demucs_reference.py ------------
+    for name in mdr.VARIANTS:
+        ck = mdr.make_checkpoints(name, work, 1234)
+        vo = os.path.join(work, f"v-{name}.safetensors")
+        rc, _, se = convert(ck, "-o", vo)
+
+        def t_variant():
+            if rc != 0:
+                return se.strip()
+            vpkg = tload(ck)
+            _, meta, items = read_safetensors(vo)
+            if [i[0] for i in items] != list(vpkg["state"]):
+                return "tensor names/order differ from the state_dict"
+            for tname, dt, arr in items:
+                if dt != "F32" or not np.array_equal(arr, vpkg["state"][tname].float().numpy()):
+                    return f"{tname}: not the exact state"
+            cfg = json.loads(meta["config"])["models"][0]
+            for k, v in vpkg["kwargs"].items():
+                if cfg["kwargs"][k] != frac_json(v):
+                    return f"kwargs[{k}]: {cfg['kwargs'][k]!r} in the config, {v!r} in the checkpoint"
+            kw2 = dict(cfg["kwargs"])
+            kw2["segment"] = fractions.Fraction(*kw2["segment"])
+            if set(HTDemucs(**kw2).state_dict()) != set(vpkg["state"]):
+                return "HTDemucs(**config kwargs) does not have the file's tensors"
+            d = cfg["derived"]
+            want = {"merge": (2, 3), "mergetime": (2, 3)}.get(name, (None, cfg["kwargs"]["depth"]))
+            if (d["merge_layer"], d["time_layers"]) != want:
+                return f"derived merge_layer/time_layers {d['merge_layer']}/{d['time_layers']}, expected {want}"
+            if cfg["segment_samples"] != int(fractions.Fraction(*cfg["segment"]) * 44100):
+                return f"segment_samples {cfg['segment_samples']}"
+            return None
+        what = mdr.VARIANT_KW[name]
+        check(f"variant {name} converts exactly (nfft {what['nfft']}, depth {what['depth']}, "
+              f"t_layers {what['t_layers']})", t_variant)
 
     # a member with other sources
     six = tload(members[3])

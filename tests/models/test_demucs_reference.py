@@ -168,6 +168,53 @@ def run(work):
     check("bag reference: outputs (1,S,C,L_a) and finite",
           b["bag.apply.output"].shape == (1, S, C, int(2.3 * L)) and np.isfinite(b["bag.shift.output"]).all())
 
+    # variants (--test-layout): the merged-branch path of the recorder and the converted weights
+    vdir = os.path.join(work, "variants")
+    p = subprocess.run([PY, os.path.join(TOOLS, "make_demucs_reference.py"), "--configs", "variants",
+                        "--test-layout", "--out", vdir], capture_output=True, text=True)
+    report("make_demucs_reference.py --configs variants --test-layout: exit 0", p.returncode == 0, p.stderr[-2000:])
+    if p.returncode:
+        return
+    sys.path.insert(0, TOOLS)
+    import make_demucs_reference as mdr
+    for name in mdr.VARIANTS:
+        wpath = os.path.join(vdir, f"htdemucs-{name}.safetensors")
+        rpath = os.path.join(vdir, f"htdemucs-{name}.ref.safetensors")
+        if not (os.path.exists(wpath) and os.path.exists(rpath)):
+            report(f"variant {name}: both files written", False, f"{wpath} / {rpath}")
+            continue
+        vmeta, v = read_safetensors(rpath)
+        wmeta = read_safetensors_meta(wpath)
+        kw = json.loads(vmeta["config"])["models"][0]["kwargs"]
+        d = json.loads(vmeta["config"])["models"][0]["derived"]
+        nt, depth = d["time_layers"], kw["depth"]
+        need = ([f"forward.freq.{k}.{i}" for k in ("enc", "dec") for i in range(depth)]
+                + [f"forward.time.{k}.{i}" for k in ("enc", "dec") for i in range(nt)]
+                + [f"forward.transformer.layer.{j}.{b}" for j in range(kw["t_layers"]) for b in ("freq", "time")]
+                + ["forward.spec", "forward.freq.in", "forward.time.in", "forward.istft", "forward.time.out",
+                   "forward.output"])
+        extra = [k for k in v if k.startswith("forward.time.") and k.split(".")[-1].isdigit()
+                 and int(k.split(".")[-1]) >= nt]
+        S, C, L = len(kw["sources"]), kw["audio_channels"], v["forward.mix"].shape[-1]
+        tout = v[f"forward.time.dec.{nt - 1}"].astype(np.float32).reshape(2, S, C, L)
+        tout = tout * v["forward.norm.stdt"][:, None] + v["forward.norm.meant"][:, None]
+        report(f"variant {name}: stages of {depth} layers ({nt} time layers), outputs consistent",
+               all(n in v for n in need) and not extra and v["forward.output"].shape == (2, S, C, L)
+               and np.array_equal(v["forward.output"], v["forward.time.out"] + v["forward.istft"])
+               and np.array_equal(tout, v["forward.time.out"])
+               and all(np.isfinite(a).all() for a in v.values()),
+               f"missing {[n for n in need if n not in v]}, unexpected {extra}")
+        report(f"variant {name}: the weights file carries the reference's config",
+               wmeta.get("config") == vmeta.get("config") and wmeta.get("format") == "cadenza")
+
+
+def read_safetensors_meta(path):
+    blob = open(path, "rb").read(8)
+    n = struct.unpack("<Q", blob)[0]
+    with open(path, "rb") as f:
+        f.seek(8)
+        return json.loads(f.read(n)).get("__metadata__", {})
+
 
 if __name__ == "__main__":
     main()

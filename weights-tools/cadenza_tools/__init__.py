@@ -1,7 +1,7 @@
 """Python side of cadenza's weights tools: checkpoint readers, the safetensors writer,
 and the PyTorch reference makers. See docs/weights.md."""
 
-CONVERTER_VERSION = "0.1.0"
+CONVERTER_VERSION = "0.2.0"
 
 
 class ConvertError(Exception):

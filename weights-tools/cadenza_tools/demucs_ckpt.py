@@ -162,34 +162,129 @@ def _is_num(v):
             and math.isfinite(float(v)))
 
 
-def check_envelope(kw, where):
-    """Refuse configurations the cadenza runtime does not implement. `kw` holds every
-    HTDemucs.__init__ argument with its effective value."""
+# The envelope is the set of configurations the cadenza runtime implements: models/htdemucs.c
+# (parse_cfg, build_member, the load-time shape pass of forward_body) and runtime/cadenza.h.
+# Everything it refuses is refused here, naming the setting, so that a converted file loads.
+RT_MAX_SOURCES = 8            # CDZ_HTDEMUCS_MAX_SOURCES
+RT_MAX_SOURCE_NAME = 15       # bytes (source_names[.][16])
+RT_MAX_MEMBERS = 8            # CDZ_HTDEMUCS_MAX_MEMBERS
+RT_MAX_HEAD_DIM = 256         # CDZ_ATTENTION_MAX_HEAD_DIM
+# integer kwargs and the ranges the runtime's loader reads them in (kw_int)
+RT_INT_RANGES = {
+    "audio_channels": (1, 64), "samplerate": (1, 10_000_000), "channels": (1, 1 << 16),
+    "nfft": (4, 1 << 20), "depth": (1, 16), "kernel_size": (1, 1 << 16),
+    "time_stride": (1, 1 << 16), "stride": (1, 1 << 16), "context": (0, 1 << 12),
+    "context_enc": (0, 1 << 12), "norm_starts": (-1_000_000, 1_000_000),
+    "norm_groups": (1, 1 << 16), "dconv_mode": (0, 3), "dconv_depth": (-16, 16),
+    "bottom_channels": (0, 1 << 16), "t_layers": (0, 64), "t_heads": (1, 1 << 12),
+    "wiener_iters": (-1_000_000, 1_000_000), "end_iters": (-1_000_000, 1_000_000),
+    "t_sin_random_shift": (0, 1_000_000_000),
+}
+# int(x) flags: a bool or an integer (upstream builds MyGroupNorm(int(x), ...) from them)
+RT_INT_FLAGS = ("t_norm_in", "t_norm_in_group", "t_group_norm", "t_norm_out")
+RT_BOOLS = ("cac", "rewrite", "t_norm_first", "t_layer_scale", "t_gelu", "t_cross_first",
+            "t_sparse_self_attn", "t_sparse_cross_attn", "use_train_segment")
+RT_NUMBERS = ("growth", "dconv_comp", "freq_emb", "emb_scale", "t_hidden_scale", "t_max_period",
+              "t_weight_pos_embed")
+
+
+def layer_plan(kw):
+    """HTDemucs.__init__'s layer loop (as models/htdemucs.c build_member rebuilds it): one dict
+    per index with the encoder/decoder geometry of both branches. Assumes check_types passed."""
+    S, ac = len(kw["sources"]), kw["audio_channels"]
+    ks, st = kw["kernel_size"], kw["stride"]
+    chin, chin_z = ac, 2 * ac
+    chout, chout_z = kw["channels_time"] or kw["channels"], kw["channels"]
+    freqs = kw["nfft"] // 2
+    layers, emb_rows = [], 0
+    for index in range(kw["depth"]):
+        freq = freqs > 1
+        ker, stri = (ks, st) if freq else (kw["time_stride"] * 2, kw["time_stride"])
+        pad, last_freq = True, False
+        if freq and freqs <= ks:
+            ker, pad, last_freq = freqs, False, True
+        if last_freq:
+            chout_z = max(chout, chout_z)
+            chout = chout_z
+        ly = {"index": index, "freq": freq, "freqs": freqs, "ker": ker, "stride": stri,
+              "pad": ker // 4 if pad else 0, "last_freq": last_freq,
+              "norm": index >= kw["norm_starts"], "enc": (chin_z, chout_z),
+              "tenc": (chin, chout) if freq else None}
+        if index == 0:
+            chin = ac * S
+            chin_z = 2 * chin
+        ly["dec"] = (chout_z, chin_z)
+        ly["tdec"] = (chout, chin) if freq else None
+        layers.append(ly)
+        chin, chin_z = chout, chout_z
+        chout, chout_z = int(kw["growth"] * chout), int(kw["growth"] * chout_z)
+        if chout < 1 or chout_z < 1:
+            return layers, emb_rows, (f"growth={kw['growth']} leaves layer {index + 1} with no "
+                                      f"channels")
+        if freq:
+            freqs = 1 if freqs <= ks else freqs // st
+        if index == 0 and kw["freq_emb"]:
+            emb_rows = freqs
+    return layers, emb_rows, None
+
+
+def check_types(kw, where):
+    """Types and the runtime's value ranges of every argument the runtime reads."""
+    problems = []
+    src = kw["sources"]
+    if not (isinstance(src, (list, tuple)) and len(src) > 0
+            and all(isinstance(s, str) and s for s in src) and len(set(src)) == len(src)):
+        problems.append(f"sources must be a non-empty list of distinct names, found {src!r}")
+    else:
+        if len(src) > RT_MAX_SOURCES:
+            problems.append(f"sources: {len(src)} sources, the cadenza runtime supports at most "
+                            f"{RT_MAX_SOURCES}")
+        long_names = [s for s in src if len(s.encode("utf-8")) > RT_MAX_SOURCE_NAME]
+        if long_names:
+            problems.append(f"sources: names longer than {RT_MAX_SOURCE_NAME} bytes {long_names} "
+                            f"(the cadenza runtime's limit)")
+    for name, (lo, hi) in RT_INT_RANGES.items():
+        v = kw[name]
+        if not _is_int(v):
+            problems.append(f"{name} must be an integer, found {v!r}")
+        elif not lo <= v <= hi:
+            problems.append(f"{name}={v} is outside the range the cadenza runtime reads "
+                            f"[{lo}, {hi}]")
+    ct = kw["channels_time"]
+    if ct is not None and not (_is_int(ct) and 0 <= ct <= 1 << 16):
+        problems.append(f"channels_time must be None or an integer in [0, 65536], found {ct!r}")
+    for name in RT_INT_FLAGS:
+        v = kw[name]
+        if not (isinstance(v, bool) or (_is_int(v) and 0 <= v <= 1 << 16)):
+            problems.append(f"{name} must be a bool or an integer in [0, 65536], found {v!r}")
+    for name in RT_BOOLS:
+        if not isinstance(kw[name], (bool, int)):
+            problems.append(f"{name} must be a bool, found {kw[name]!r}")
+    for name in RT_NUMBERS:
+        if not _is_num(kw[name]):
+            problems.append(f"{name} must be a finite number, found {kw[name]!r}")
+    mf = kw["multi_freqs"]
+    if mf is not None and not isinstance(mf, (list, tuple)):
+        problems.append(f"multi_freqs must be a list, found {mf!r}")
+    if problems:
+        raise ConvertError(f"{where}: " + "; ".join(problems))
+
+
+def check_envelope(kw, where, segment=None):
+    """Refuse configurations the cadenza runtime does not implement or cannot run. `kw` holds
+    every HTDemucs.__init__ argument with its effective value; `segment` is the segment the
+    model runs at as upstream holds it (default kw["segment"]): it runs int(segment *
+    samplerate) samples, computed as upstream computes it."""
+    check_types(kw, where)
+    segment_samples = int((kw["segment"] if segment is None else segment) * kw["samplerate"])
     problems = []
 
     def need(cond, msg):
         if not cond:
             problems.append(msg)
 
-    src = kw["sources"]
-    need(isinstance(src, (list, tuple)) and len(src) > 0
-         and all(isinstance(s, str) and s for s in src) and len(set(src)) == len(src),
-         f"sources must be a non-empty list of distinct names, found {src!r}")
-    for name in ("audio_channels", "channels", "depth", "nfft", "kernel_size", "stride",
-                 "context", "context_enc", "norm_starts", "dconv_depth", "t_layers", "t_heads",
-                 "bottom_channels", "samplerate", "dconv_mode"):
-        need(_is_int(kw[name]), f"{name} must be an integer, found {kw[name]!r}")
-    for name in ("growth", "dconv_comp", "freq_emb", "emb_scale", "t_hidden_scale",
-                 "t_max_period", "t_weight_pos_embed"):
-        need(_is_num(kw[name]), f"{name} must be a finite number, found {kw[name]!r}")
-    if problems:
-        raise ConvertError(f"{where}: " + "; ".join(problems))
-
-    need(kw["audio_channels"] >= 1, f"audio_channels={kw['audio_channels']} must be >= 1")
-    need(kw["samplerate"] >= 1, f"samplerate={kw['samplerate']} must be >= 1")
-    need(kw["channels"] >= 1 and kw["depth"] >= 1 and kw["growth"] > 0,
-         f"channels={kw['channels']}, depth={kw['depth']}, growth={kw['growth']} must be positive")
-    need(kw["cac"] is True,
+    # features with no implementation (parse_cfg: UNSUPPORTED)
+    need(bool(kw["cac"]),
          f"cac={kw['cac']!r}: only complex-as-channels models are supported (magnitude masking / "
          f"Wiener filtering is not implemented by the cadenza runtime)")
     need(kw["wiener_iters"] == 0 and kw["end_iters"] == 0,
@@ -198,98 +293,231 @@ def check_envelope(kw, where):
     need(not kw["multi_freqs"],
          f"multi_freqs={kw['multi_freqs']!r}: frequency-band splitting (MultiWrap) is not implemented "
          f"by the cadenza runtime (must be empty)")
-    need(kw["rewrite"] is True, f"rewrite={kw['rewrite']!r}: layers without the rewrite conv are not supported")
-    need(kw["use_train_segment"] is True,
-         f"use_train_segment={kw['use_train_segment']!r}: only fixed-segment models are supported")
-    need(kw["channels_time"] in (None, kw["channels"]),
-         f"channels_time={kw['channels_time']!r}: a time branch of different width is not supported")
-    need(kw["kernel_size"] == 8 and kw["stride"] == 4,
-         f"kernel_size={kw['kernel_size']}, stride={kw['stride']}: only 8/4 (the published models) "
-         f"is supported")
-    need(kw["context"] >= 0 and kw["context_enc"] >= 0,
-         f"context={kw['context']}, context_enc={kw['context_enc']} must be >= 0")
-    need(kw["norm_starts"] >= kw["depth"],
-         f"norm_starts={kw['norm_starts']} < depth={kw['depth']}: GroupNorm inside encoder/decoder "
-         f"layers is not implemented by the cadenza runtime (the published models have none)")
-    need(kw["dconv_mode"] in (0, 1, 2, 3), f"dconv_mode={kw['dconv_mode']} must be 0..3")
-    need(kw["dconv_depth"] >= 1,
-         f"dconv_depth={kw['dconv_depth']}: must be >= 1 (a negative depth disables dilation, "
-         f"which is not supported)")
-    need(kw["freq_emb"] >= 0, f"freq_emb={kw['freq_emb']} must be >= 0")
-    nfft = kw["nfft"]
-    need(nfft >= 16 and (nfft & (nfft - 1)) == 0, f"nfft={nfft} must be a power of two >= 16")
-    # every layer must be a plain frequency layer: no branch merge (HDemucs-style depth)
-    if nfft >= 16 and kw["depth"] >= 1 and kw["kernel_size"] == 8 and kw["stride"] == 4:
-        freqs = nfft // 2
-        for index in range(kw["depth"]):
-            if freqs <= kw["kernel_size"]:
-                problems.append(
-                    f"depth={kw['depth']} with nfft={nfft}: encoder layer {index} sees {freqs} "
-                    f"frequency bins (<= kernel_size {kw['kernel_size']}), where HTDemucs merges the "
-                    f"time and frequency branches; that path is not implemented by the cadenza runtime")
-                break
-            freqs //= kw["stride"]
-    # DConv hidden widths
-    if kw["dconv_mode"] and kw["dconv_comp"] > 0:
-        ch = kw["channels"]
-        for index in range(kw["depth"]):
-            if int(ch / kw["dconv_comp"]) < 1:
-                problems.append(f"dconv_comp={kw['dconv_comp']} leaves layer {index} "
-                                f"({ch} channels) a DConv hidden width of 0")
-                break
-            ch = int(kw["growth"] * ch)
-    # transformer
-    need(kw["t_layers"] >= 1, f"t_layers={kw['t_layers']}: models without the cross-domain "
-                              f"transformer are not supported")
     need(kw["t_emb"] == "sin", f"t_emb={kw['t_emb']!r}: only the 'sin' positional embedding is "
                                f"supported ('cape'/'scaled' are not implemented by the cadenza runtime)")
+    for name in ("t_sparse_self_attn", "t_sparse_cross_attn"):
+        need(not kw[name], f"{name}={kw[name]!r}: sparse attention is not implemented by the "
+                           f"cadenza runtime")
     need(kw["t_sin_random_shift"] == 0,
          f"t_sin_random_shift={kw['t_sin_random_shift']}: a random positional shift at inference "
          f"makes the output random; only 0 is supported")
-    for name in ("t_sparse_self_attn", "t_sparse_cross_attn", "t_auto_sparsity"):
-        need(not kw[name], f"{name}={kw[name]!r}: sparse attention is not implemented by the "
-                           f"cadenza runtime")
-    need(kw["t_norm_in"] is True, f"t_norm_in={kw['t_norm_in']!r}: only LayerNorm input norms are supported")
-    need(not kw["t_group_norm"], f"t_group_norm={kw['t_group_norm']!r}: only LayerNorm inside "
-                                 f"transformer layers is supported")
-    need(kw["t_norm_first"] is True, f"t_norm_first={kw['t_norm_first']!r}: only pre-norm "
-                                     f"transformer layers are supported")
-    need(kw["t_norm_out"] in (True, 1), f"t_norm_out={kw['t_norm_out']!r}: only GroupNorm(1) "
-                                        f"after each transformer layer is supported")
-    need(kw["t_layer_scale"] is True, f"t_layer_scale={kw['t_layer_scale']!r}: only LayerScale "
-                                      f"transformer layers are supported")
-    need(kw["t_gelu"] is True, f"t_gelu={kw['t_gelu']!r}: only GELU transformer layers are supported")
-    need(kw["t_cross_first"] is False, f"t_cross_first={kw['t_cross_first']!r}: only self-attention "
-                                       f"first (the published layout) is supported")
-    dim = kw["bottom_channels"] or int(kw["channels"] * kw["growth"] ** (kw["depth"] - 1))
-    need(kw["bottom_channels"] >= 0, f"bottom_channels={kw['bottom_channels']} must be >= 0")
-    need(kw["t_heads"] >= 1 and dim % kw["t_heads"] == 0,
-         f"transformer width {dim} is not divisible by t_heads={kw['t_heads']}")
-    need(dim % 4 == 0, f"transformer width {dim} must be a multiple of 4 (2-D sin embedding)")
-    need(int(dim * kw["t_hidden_scale"]) >= 1, f"t_hidden_scale={kw['t_hidden_scale']} gives an empty FFN")
+    need(bool(kw["t_norm_in"]) or int(kw["t_norm_in_group"]) <= 1,
+         f"t_norm_in_group={kw['t_norm_in_group']!r}: GroupNorm with more than 1 group on the "
+         f"transformer input is not implemented by the cadenza runtime")
+    need(int(kw["t_group_norm"]) <= 1,
+         f"t_group_norm={kw['t_group_norm']!r}: GroupNorm with more than 1 group inside the "
+         f"transformer layers is not implemented by the cadenza runtime")
+    need(not (kw["t_norm_first"] and int(kw["t_norm_out"]) > 1),
+         f"t_norm_out={kw['t_norm_out']!r}: only GroupNorm with 1 group after each transformer "
+         f"layer is implemented by the cadenza runtime")
+    # malformed values (parse_cfg: INVALID_ARGUMENT)
+    need(not (kw["dconv_mode"] and kw["dconv_depth"] == 0),
+         f"dconv_depth=0 with dconv_mode={kw['dconv_mode']}: the cadenza runtime needs a DConv "
+         f"depth (negative: no dilation)")
+    need(kw["dconv_comp"] > 0, f"dconv_comp={kw['dconv_comp']} must be > 0")
+    need(kw["growth"] > 0, f"growth={kw['growth']} must be > 0")
+    need(kw["freq_emb"] >= 0, f"freq_emb={kw['freq_emb']} must be >= 0")
+    # parse_cfg asks for a multiple of 4; an odd hop_length then fails when planning (the
+    # STFT gives le + 3 frames): upstream _spec pads 3 * (hop // 2) and asserts le + 4
+    need(kw["nfft"] % 8 == 0, f"nfft={kw['nfft']} must be a multiple of 8 (hop_length = nfft // 4 "
+                              f"must be even: upstream's _spec pads 3 * (hop_length // 2) on each "
+                              f"side and asserts le + 4 STFT frames; the cadenza runtime refuses it "
+                              f"when planning)")
+    need(segment_samples >= 1, f"the segment ({kw['segment']} s) is shorter than 1 sample")
     if problems:
         raise ConvertError(f"{where}: unsupported configuration: " + "; ".join(problems))
 
+    # the layer list (build_member)
+    layers, emb_rows, bad = layer_plan(kw)
+    if bad:
+        raise ConvertError(f"{where}: unsupported configuration: {bad}")
+    groups = kw["norm_groups"]
+    for ly in layers:
+        i = ly["index"]
+        for kind, key, enc in (("encoder", "enc", True), ("decoder", "dec", False),
+                               ("tencoder", "tenc", True), ("tdecoder", "tdec", False)):
+            if ly[key] is None:
+                continue
+            cin, cout = ly[key]
+            empty = kind in ("tencoder", "tdecoder") and ly["last_freq"]
+            if kw["dconv_mode"] & (1 if enc else 2):
+                ch = cout if enc else cin
+                if int(ch / kw["dconv_comp"]) < 1:
+                    problems.append(f"dconv_comp={kw['dconv_comp']} leaves the {ch}-channel "
+                                    f"{kind} of layer {i} a DConv hidden width of 0")
+            if ly["norm"]:
+                a, b2 = cout, (2 * cout if enc else 2 * cin)
+                if a % groups or (kw["rewrite"] and not empty and b2 % groups):
+                    problems.append(f"norm_groups={groups} does not divide the {a}/{b2} channels "
+                                    f"of the {kind} of layer {i} (norm_starts={kw['norm_starts']})")
+            if ly["ker"] < 1:
+                problems.append(f"layer {i} has kernel size {ly['ker']}")
+    tcd = kw["channels"] * kw["growth"] ** (kw["depth"] - 1)
+    if kw["bottom_channels"]:
+        need(float(tcd).is_integer(),
+             f"channels * growth**(depth-1) = {tcd} is not an integer (bottom_channels="
+             f"{kw['bottom_channels']} needs one)")
+    n_time = sum(1 for ly in layers if ly["tenc"])
+    if kw["t_layers"] > 0:
+        tc = int(tcd)
+        need(float(tcd).is_integer() or kw["bottom_channels"],
+             f"the transformer width channels * growth**(depth-1) = {tcd} is not an integer")
+        enc_out = layers[-1]["enc"][1]
+        tenc_out = layers[n_time - 1]["tenc"][1] if n_time else 0
+        need(enc_out == tc and tenc_out == tc,
+             f"the encoders end with {enc_out} (freq) / {tenc_out} (time) channels but the "
+             f"transformer (t_layers={kw['t_layers']}) is built for channels * growth**(depth-1) = "
+             f"{tc}; upstream HTDemucs cannot run this configuration (channels_time="
+             f"{kw['channels_time']!r}, growth={kw['growth']})")
+        dim = kw["bottom_channels"] or tc
+        hidden = int(dim * kw["t_hidden_scale"])
+        if dim % kw["t_heads"]:
+            problems.append(f"transformer width {dim} is not divisible by t_heads={kw['t_heads']}")
+        elif dim // kw["t_heads"] > RT_MAX_HEAD_DIM:
+            problems.append(f"head dim {dim // kw['t_heads']} (width {dim} / t_heads="
+                            f"{kw['t_heads']}) exceeds the cadenza attention op's {RT_MAX_HEAD_DIM}")
+        need(dim % 4 == 0, f"transformer width {dim} must be a multiple of 4 (2-D sin embedding)")
+        need(hidden >= 1, f"t_hidden_scale={kw['t_hidden_scale']} gives an empty FFN")
+    if problems:
+        raise ConvertError(f"{where}: unsupported configuration: " + "; ".join(problems))
+    bad = shape_pass(kw, layers, emb_rows, segment_samples)
+    if bad:
+        raise ConvertError(f"{where}: configuration that cannot run (segment {segment_samples} "
+                           f"samples): {bad}")
+
+
+def _conv_len(n, k, s, pad):
+    span = n + 2 * pad - (k - 1) - 1
+    return span // s + 1 if span >= 0 else 0
+
+
+def shape_pass(kw, layers, emb_rows, L):
+    """HTDemucs.forward on shapes only, for one segment of L samples, with the checks upstream
+    asserts (and models/htdemucs.c's load-time shape pass repeats). Returns the first problem,
+    naming the layer, or None. Shapes without the batch: (C, F, T) or (C, T)."""
+    ac, S, nfft = kw["audio_channels"], len(kw["sources"]), kw["nfft"]
+    hl, Fq = nfft // 4, nfft // 2
+    le = -(-L // hl)
+    ks, st = kw["kernel_size"], kw["stride"]
+    x, xt = (2 * ac, Fq, le), (ac, L)
+    lengths, lengths_t, saved, saved_t = [], [], [], []
+    for ly in layers:
+        i = ly["index"]
+        lengths.append(x[-1])
+        inject = None
+        if ly["tenc"]:
+            lengths_t.append(xt[-1])
+            n = xt[-1] + (-xt[-1]) % st          # right zero-pad to a multiple of the stride
+            lo = _conv_len(n, ks, st, ks // 4)
+            if lo < 1:
+                return (f"tencoder.{i}: {xt[-1]} samples are too few for kernel_size={ks} "
+                        f"(segment too short)")
+            xt = (ly["tenc"][1], lo)
+            if ly["last_freq"]:
+                inject = xt
+            else:
+                saved_t.append(xt)
+        cout = ly["enc"][1]
+        if ly["freq"]:
+            fo = _conv_len(x[1], ly["ker"], ly["stride"], ly["pad"])
+            if fo < 1:
+                return (f"encoder.{i}: {x[1]} frequency bins are too few for kernel {ly['ker']} "
+                        f"(nfft={nfft}, depth={kw['depth']})")
+            y = (cout, fo, x[2])
+        else:
+            if len(x) == 3:
+                x = (x[0] * x[1], x[2])
+            n = x[-1] + (-x[-1]) % ly["stride"]
+            lo = _conv_len(n, ly["ker"], ly["stride"], ly["pad"])
+            if lo < 1:
+                return (f"encoder.{i}: {x[-1]} frames are too few for kernel {ly['ker']} "
+                        f"(time_stride={kw['time_stride']}; segment too short)")
+            y = (cout, lo)
+        if inject is not None and (len(y) != 3 or inject[0] != y[0] or inject[1] != y[2]):
+            return (f"encoder.{i}: the branches merge here ({ly['freqs']} frequency bins <= "
+                    f"kernel_size={ks}), but the time branch's output ({inject[1]} samples) cannot "
+                    f"be injected into the frequency branch's {y[-1]} frames (upstream asserts "
+                    f"they are equal: the time strides up to this layer must equal hop_length="
+                    f"{hl})")
+        if i == 0 and emb_rows and (len(y) != 3 or y[1] > emb_rows):
+            return (f"encoder.0 gives {y[1] if len(y) == 3 else 0} frequency rows, the frequency "
+                    f"embedding has {emb_rows}")
+        saved.append(y)
+        x = y
+    if kw["t_layers"] > 0 and len(x) != 3:
+        return ("the frequency branch collapses to 1 bin before the last layer, so the "
+                f"transformer (t_layers={kw['t_layers']}) would get a 3-d input (upstream HTDemucs "
+                f"fails the same way); use t_layers=0, a larger nfft or a smaller depth")
+    depth = len(layers)
+    for k in range(depth):
+        ei = depth - 1 - k
+        ly = layers[ei]
+        what = f"decoder.{k}"
+        cin, cout = ly["dec"]
+        if ly["freq"] and len(x) == 2:
+            if x[0] % cin:
+                return f"{what} cannot view its {x[0]}-channel input as {cin} channels x bins"
+            x = (cin, x[0] // cin, x[1])
+        if x[0] != cin or ly["freq"] != (len(x) == 3):
+            return f"{what} expects {cin} input channels, its input has shape {x}"
+        if x != saved[ei]:
+            return f"{what}: its skip {saved[ei]} does not match its input {x}"
+        full = (x[-2 if ly["freq"] else -1] - 1) * ly["stride"] + ly["ker"]
+        if ly["freq"]:
+            if full - 2 * ly["pad"] < 1:
+                return f"{what}: the transposed conv gives {full} rows, fewer than the crop"
+            out = (cout, full - 2 * ly["pad"], x[2])
+        else:
+            if ly["pad"] + lengths[ei] > full:
+                return (f"{what}: the transposed conv gives {full} samples, the crop needs "
+                        f"{ly['pad']} + {lengths[ei]}")
+            out = (cout, lengths[ei])
+        if ly["tdec"]:
+            twhat = f"tdecoder.{k - (depth - len(lengths_t))}"
+            tin, tout = ly["tdec"]
+            if ly["last_freq"]:
+                if len(x) != 3 or x[1] != 1:
+                    return f"{twhat} takes the frequency decoder's input, which must have 1 bin"
+                xt = (x[0], x[2])
+            elif xt != saved_t[ei]:
+                return f"{twhat}: its skip {saved_t[ei]} does not match its input {xt}"
+            if xt[0] != tin:
+                return f"{twhat} expects {tin} input channels, its input has shape {xt}"
+            tfull = (xt[1] - 1) * st + ks
+            if ks // 4 + lengths_t[ei] > tfull:
+                return (f"{twhat}: the transposed conv gives {tfull} samples, the crop needs "
+                        f"{ks // 4} + {lengths_t[ei]}")
+            xt = (tout, lengths_t[ei])
+        x = out
+    if x != (S * 2 * ac, Fq, le):
+        return (f"the frequency branch ends with {x}, expected {(S * 2 * ac, Fq, le)} (the "
+                f"encoder/decoder strides do not invert for nfft={nfft}, kernel_size={ks}, "
+                f"stride={st})")
+    if xt != (S * ac, L):
+        return f"the time branch ends with {xt}, expected {(S * ac, L)}"
+    return None
+
 
 def derived_config(kw):
-    """Values that follow from the kwargs, spelled out for the C loader (informative: the
-    loader still checks every tensor shape)."""
-    depth, growth = kw["depth"], kw["growth"]
-    enc = []
-    ch = kw["channels"]
-    for _ in range(depth):
-        enc.append(ch)
-        ch = int(growth * ch)
-    tdim = kw["bottom_channels"] or enc[-1]
-    freqs = [kw["nfft"] // 2]
-    for _ in range(depth):
-        freqs.append(freqs[-1] // kw["stride"])
-    kinds = ["self" if i % 2 == 0 else "cross" for i in range(kw["t_layers"])]
+    """Values that follow from the kwargs, spelled out for readers of the file (informative:
+    the C loader rebuilds the layer list itself and checks every tensor shape)."""
+    layers, _, _ = layer_plan(kw)
+    tc = int(kw["channels"] * kw["growth"] ** (kw["depth"] - 1))
+    tdim = (kw["bottom_channels"] or tc) if kw["t_layers"] > 0 else 0
+    parity = 1 if kw["t_cross_first"] else 0
+    kinds = ["self" if i % 2 == parity else "cross" for i in range(kw["t_layers"])]
+    freqs = [ly["freqs"] for ly in layers]
+    last = layers[-1]
+    freqs.append(1 if not last["freq"] or last["last_freq"] else last["freqs"] // kw["stride"])
+    enc = [ly["enc"][1] for ly in layers]
     return {
         "hop_length": kw["nfft"] // 4,
         "freq_bins": kw["nfft"] // 2,
         "freq_bins_per_layer": freqs,
         "encoder_channels": enc,
+        "time_layers": sum(1 for ly in layers if ly["tenc"]),
+        "time_encoder_channels": [ly["tenc"][1] for ly in layers if ly["tenc"]],
+        "merge_layer": next((ly["index"] for ly in layers if ly["last_freq"]), None),
         "transformer_dim": tdim,
         "transformer_hidden": int(tdim * kw["t_hidden_scale"]),
         "transformer_head_dim": tdim // kw["t_heads"],
@@ -359,7 +587,7 @@ def validate_package(path, pkg, check_state=True):
     eff = {k: v for k, v in bound.arguments.items() if k != "self"}
     eff["segment"] = _fraction(eff["segment"], f"{where}: kwargs 'segment'")
     raw_segment = bound.arguments["segment"]
-    check_envelope(eff, where)
+    check_envelope(eff, where, raw_segment)
 
     state = pkg["state"]
     if not isinstance(state, dict):
@@ -479,6 +707,9 @@ def load_bag(yaml_path, repo_dirs=(), unsafe_pickle=False, verify_checksum=True,
     sigs = bag.get("models")
     if not isinstance(sigs, list) or not sigs:
         raise ConvertError(f"{yaml_path}: 'models' must be a non-empty list of signatures")
+    if len(sigs) > RT_MAX_MEMBERS:
+        raise ConvertError(f"{yaml_path}: {len(sigs)} models; the cadenza runtime supports bags of "
+                           f"at most {RT_MAX_MEMBERS}")
     dirs = [os.path.abspath(d) for d in repo_dirs] + [os.path.dirname(os.path.abspath(yaml_path))]
     members = []
     for i, sig in enumerate(sigs):
@@ -531,6 +762,9 @@ def load_bag(yaml_path, repo_dirs=(), unsafe_pickle=False, verify_checksum=True,
                         f"segment {float(m.segment)} s; a Transformer model cannot run longer "
                         f"segments than it was trained on")
                 m.segment, m.segment_value = segf, seg
+                # the runtime runs the member at the new segment: it must still be runnable
+                check_envelope(m.kwargs, f"{yaml_path}: member '{m.name}' at the bag's segment={seg}",
+                               seg)
     return bag, members, weights, seg
 
 
