@@ -385,8 +385,10 @@ static cdz_status parse_cfg(const json_t *mem, const char *where, htd_cfg *c) {
     if (c->t_norm_first && c->t_norm_out > 1)
         return CFG_UNSUP("htdemucs config (%s): t_norm_out=%d: only GroupNorm with 1 group is "
                          "implemented", where, c->t_norm_out);
-    if (c->nfft % 4 != 0) return CFG_ERR("htdemucs config (%s): nfft=%d must be a multiple of 4 "
-                                         "(hop_length = nfft // 4 and _spec asserts it)", where,
+    /* hop = nfft / 4 must itself be even: _spec pads by hop // 2 * 3 and asserts the frame
+     * count, which an odd hop breaks (upstream fails the same configs). */
+    if (c->nfft % 8 != 0) return CFG_ERR("htdemucs config (%s): nfft=%d must be a multiple of 8 "
+                                         "(hop_length = nfft // 4 must be even for _spec)", where,
                                          c->nfft);
     return parse_segment(mem, kw, where, c->samplerate, &c->segment);
 }
@@ -2013,5 +2015,303 @@ cdz_status cdz_htdemucs_forward(cdz_htdemucs_plan *p, const cdz_tensor *mix, cdz
     r.istft_one = p->istft_one;
     cdz_status st = forward_body(&r, mix, out);
     if (st != CDZ_STATUS_OK) cdz_error_prefix("htdemucs forward (member %d)", p->member);
+    return st;
+}
+
+/* ======================================================================================
+ * Random checkpoints (cdz_htdemucs_write_random): the loader's own tensor list, seeded values
+ * ==================================================================================== */
+
+/* Every HTDemucs.__init__ argument as demucs' conf/config.yaml `htdemucs:` section gives it
+ * (the kwargs published packages carry), plus what train.get_model adds. */
+static const char htd_base_kwargs[] =
+    "{\"sources\":[\"drums\",\"bass\",\"other\",\"vocals\"],\"audio_channels\":2,"
+    "\"samplerate\":44100,\"segment\":[39,5],\"use_train_segment\":true,"
+    "\"channels\":48,\"channels_time\":null,\"growth\":2,\"nfft\":4096,\"wiener_iters\":0,"
+    "\"end_iters\":0,\"wiener_residual\":false,\"cac\":true,\"depth\":4,\"rewrite\":true,"
+    "\"multi_freqs\":[],\"multi_freqs_depth\":3,\"freq_emb\":0.2,\"emb_scale\":10,"
+    "\"emb_smooth\":true,\"kernel_size\":8,\"stride\":4,\"time_stride\":2,\"context\":1,"
+    "\"context_enc\":0,\"norm_starts\":4,\"norm_groups\":4,\"dconv_mode\":1,\"dconv_depth\":2,"
+    "\"dconv_comp\":8,\"dconv_init\":0.001,\"bottom_channels\":0,\"t_layers\":5,"
+    "\"t_hidden_scale\":4.0,\"t_heads\":8,\"t_dropout\":0.0,\"t_layer_scale\":true,"
+    "\"t_gelu\":true,\"t_emb\":\"sin\",\"t_max_positions\":10000,\"t_max_period\":10000.0,"
+    "\"t_weight_pos_embed\":1.0,\"t_cape_mean_normalize\":true,\"t_cape_augment\":true,"
+    "\"t_cape_glob_loc_scale\":[5000.0,1.0,1.4],\"t_sin_random_shift\":0,\"t_norm_in\":true,"
+    "\"t_norm_in_group\":false,\"t_group_norm\":false,\"t_norm_first\":true,\"t_norm_out\":true,"
+    "\"t_weight_decay\":0.0,\"t_lr\":null,\"t_sparse_self_attn\":false,"
+    "\"t_sparse_cross_attn\":false,\"t_mask_type\":\"diag\",\"t_mask_random_seed\":42,"
+    "\"t_sparse_attn_window\":400,\"t_global_window\":100,\"t_sparsity\":0.95,"
+    "\"t_auto_sparsity\":false,\"t_cross_first\":false,\"rescale\":0.1}";
+
+/* Presets: kwargs over the base. htdemucs / htdemucs_6s: the grid overrides of the published
+ * 955717e8 / 5c90dfd2 (weights-tools/make_demucs_reference.py); small: htdemucs at a sixth
+ * of the width (every block, same segment and token grid: one segment is ~15 s on one CPU
+ * core with the reference ops, against minutes full size); tiny: the reference tool's. */
+static const struct {
+    const char *name, *kwargs;
+} htd_presets[] = {
+    {"htdemucs", "{\"dconv_mode\":3,\"t_dropout\":0.02,\"bottom_channels\":512}"},
+    {"htdemucs_6s", "{\"sources\":[\"drums\",\"bass\",\"other\",\"vocals\",\"guitar\",\"piano\"],"
+                    "\"dconv_mode\":3,\"t_dropout\":0.02,\"bottom_channels\":0}"},
+    {"small", "{\"dconv_mode\":3,\"t_dropout\":0.02,\"channels\":8,\"bottom_channels\":64}"},
+    {"tiny", "{\"segment\":[29,50],\"channels\":16,\"nfft\":512,\"depth\":3,\"dconv_mode\":3,"
+             "\"bottom_channels\":32,\"t_layers\":3,\"t_heads\":2}"},
+};
+#define HTD_N_PRESETS (sizeof htd_presets / sizeof htd_presets[0])
+
+const char *const *cdz_htdemucs_presets(void) {
+    static const char *const names[] = {"htdemucs", "htdemucs_6s", "small", "tiny", NULL};
+    return names;
+}
+
+/* The metadata "config" for kwargs `kw` (stolen), one member, as the converter writes it. */
+static cdz_status random_config_from_kwargs(json_t *kw, const char *name, json_t **out) {
+    *out = NULL;
+    cdz_status st = CDZ_STATUS_OK;
+    json_t *srcs = json_object_get(kw, "sources");
+    const json_t *sr = json_object_get(kw, "samplerate"), *seg = json_object_get(kw, "segment");
+    if (!json_is_array(srcs) || !json_is_integer(sr) || json_integer_value(sr) < 1 ||
+        json_integer_value(sr) > 10000000 || !json_is_integer(json_object_get(kw, "audio_channels")))
+        st = CFG_ERR("htdemucs_write_random: kwargs need 'sources' (a list), 'samplerate' and "
+                     "'audio_channels' (integers)");
+    json_t *weights = json_array(), *row = json_array();
+    for (size_t k = 0; st == CDZ_STATUS_OK && k < json_array_size(srcs); k++)
+        json_array_append_new(row, json_real(1.0));
+    json_array_append_new(weights, row);
+    json_t *mem = st == CDZ_STATUS_OK ? json_pack("{s:s, s:s, s:s, s:O}", "name", name, "class",
+                                                  "HTDemucs", "tensor_prefix", "", "kwargs", kw)
+                                      : NULL;
+    int64_t samples = 0;
+    if (st == CDZ_STATUS_OK && !mem) st = cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs: no host memory");
+    if (st == CDZ_STATUS_OK)
+        st = parse_segment(mem, kw, "htdemucs_write_random", (int)json_integer_value(sr), &samples);
+    if (st == CDZ_STATUS_OK) {
+        const double seconds = json_is_array(seg)
+            ? (double)json_integer_value(json_array_get(seg, 0)) / (double)json_integer_value(json_array_get(seg, 1))
+            : json_number_value(seg);
+        json_object_set(mem, "segment", (json_t *)seg);
+        json_object_set_new(mem, "segment_seconds", json_real(seconds));
+        json_object_set_new(mem, "segment_samples", json_integer(samples));
+        *out = json_pack("{s:i, s:s, s:b, s:O, s:O, s:O, s:O, s:f, s:O, s:n, s:[O]}",
+                         "config_version", 1, "architecture", "htdemucs", "bag", 0, "sources", srcs,
+                         "audio_channels", json_object_get(kw, "audio_channels"), "samplerate", sr,
+                         "max_segment", seg, "max_segment_seconds", seconds, "weights", weights,
+                         "bag_segment", "models", mem);
+        if (!*out) st = cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs: no host memory");
+    }
+    json_decref(mem);
+    json_decref(weights);
+    json_decref(kw);
+    return st;
+}
+
+/* preset name, whole config JSON, or kwargs JSON over the htdemucs preset -> config root */
+static cdz_status random_config(const char *spec, json_t **out) {
+    *out = NULL;
+    json_error_t jerr;
+    const char *p = spec;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    json_t *user = NULL;
+    const char *preset = NULL;
+    if (*p == '{') {
+        user = json_loads(spec, JSON_REJECT_DUPLICATES, &jerr);
+        if (!user) return CFG_ERR("htdemucs_write_random: the config is not valid JSON (line %d: %s)",
+                                  jerr.line, jerr.text);
+        if (!json_is_object(user)) {
+            json_decref(user);
+            return CFG_ERR("htdemucs_write_random: the config must be a JSON object");
+        }
+        if (json_object_get(user, "models")) { /* a whole config: used as it is */
+            *out = user;
+            return CDZ_STATUS_OK;
+        }
+        preset = "htdemucs";
+    } else {
+        for (size_t i = 0; i < HTD_N_PRESETS; i++)
+            if (!strcmp(spec, htd_presets[i].name)) preset = spec;
+        if (!preset)
+            return CFG_ERR("htdemucs_write_random: unknown preset '%.64s' (presets: htdemucs, "
+                           "htdemucs_6s, small, tiny; or JSON config text)", spec);
+    }
+    json_t *kw = json_loads(htd_base_kwargs, 0, &jerr);
+    for (size_t i = 0; kw && i < HTD_N_PRESETS; i++)
+        if (!strcmp(preset, htd_presets[i].name)) {
+            json_t *over = json_loads(htd_presets[i].kwargs, 0, &jerr);
+            if (over) json_object_update(kw, over);
+            json_decref(over);
+        }
+    if (!kw) {
+        json_decref(user);
+        return cdz_error_set(CDZ_STATUS_INTERNAL, "htdemucs: the built-in kwargs do not parse");
+    }
+    if (user) json_object_update(kw, user);
+    json_decref(user);
+    char name[64];
+    snprintf(name, sizeof name, "random-%s", user ? "custom" : preset);
+    return random_config_from_kwargs(kw, name, out);
+}
+
+/* xoshiro256** seeded by splitmix64: one stream per tensor (seed ^ hash of the name), so a
+ * tensor's values do not depend on the others. */
+typedef struct htd_rng {
+    uint64_t s[4];
+    bool has_spare;
+    double spare;
+} htd_rng;
+
+static uint64_t htd_splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t htd_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t htd_rng_next(htd_rng *r) {
+    const uint64_t out = htd_rotl(r->s[1] * 5, 7) * 9, t = r->s[1] << 17;
+    r->s[2] ^= r->s[0];
+    r->s[3] ^= r->s[1];
+    r->s[1] ^= r->s[2];
+    r->s[0] ^= r->s[3];
+    r->s[2] ^= t;
+    r->s[3] = htd_rotl(r->s[3], 45);
+    return out;
+}
+
+static double htd_rng_uniform(htd_rng *r) { /* [0, 1) */
+    return (double)(htd_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+static double htd_rng_normal(htd_rng *r) { /* Box-Muller */
+    if (r->has_spare) {
+        r->has_spare = false;
+        return r->spare;
+    }
+    const double u = 1.0 - htd_rng_uniform(r), v = htd_rng_uniform(r);
+    const double rad = sqrt(-2.0 * log(u)), th = 6.283185307179586 * v;
+    r->spare = rad * sin(th);
+    r->has_spare = true;
+    return rad * cos(th);
+}
+
+static void htd_rng_seed(htd_rng *r, uint64_t seed, const char *name) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    uint64_t x = seed ^ h;
+    for (int i = 0; i < 4; i++) r->s[i] = htd_splitmix(&x);
+    r->has_spare = false;
+    r->spare = 0;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    const size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* The scheme of make_demucs_reference.py: activations stay O(1) in every branch, and
+ * LayerScale is far from its 1e-4 init, so every block contributes to the output. */
+static void random_fill(const cdz_htdemucs *mdl, const htd_spec *s, uint64_t seed, float *dst) {
+    const size_t n = (size_t)cdz_tensor_numel(s->dst);
+    htd_rng r;
+    htd_rng_seed(&r, seed, s->name);
+    double lo = 0, hi = 0, sd = 0; /* uniform [lo, hi) when sd == 0, else N(0, sd^2) */
+    bool is_emb = false, is_tr = false;
+    int tr_stride = 1;
+    for (int i = 0; i < mdl->members; i++) {
+        const htd_member *m = &mdl->m[i];
+        if (s->dst == &m->emb_w) is_emb = true;
+        for (int k = 0; k < m->depth; k++) {
+            if (s->dst == &m->dec[k].conv_w) is_tr = true, tr_stride = m->dec[k].stride;
+            if (k < m->n_time && s->dst == &m->tdec[k].conv_w) is_tr = true, tr_stride = m->tdec[k].stride;
+        }
+    }
+    if (ends_with(s->name, ".scale")) lo = 0.1, hi = 1.0;    /* DConv / transformer LayerScale */
+    else if (ends_with(s->name, "bias") || is_emb) sd = 0.1;  /* biases, frequency embedding */
+    else if (s->nd == 1) lo = 0.5, hi = 1.5;                  /* norm weights */
+    else {
+        double fan_in = 1;
+        for (int d = 2; d < s->nd; d++) fan_in *= (double)s->shape[d];
+        fan_in *= is_tr ? (double)s->shape[0] / tr_stride : (double)s->shape[1];
+        sd = 1.0 / sqrt(fan_in > 1 ? fan_in : 1);
+    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = sd > 0 ? (float)(sd * htd_rng_normal(&r)) : (float)(lo + (hi - lo) * htd_rng_uniform(&r));
+}
+
+cdz_status cdz_htdemucs_write_random(const char *path, const char *preset_or_config, uint64_t seed) {
+    CDZ_REQUIRE(path && preset_or_config, "htdemucs_write_random: %s is NULL",
+                !path ? "path" : "preset_or_config");
+    json_t *root = NULL;
+    CDZ_TRY(random_config(preset_or_config, &root));
+    cdz_htdemucs *mdl = calloc(1, sizeof *mdl);
+    htd_specs specs = {0};
+    float *data = NULL;
+    cdz_weight_entry *entries = NULL;
+    char *config_text = NULL, *meta_text = NULL;
+    cdz_status st = mdl ? CDZ_STATUS_OK : cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs: no host memory");
+    if (st == CDZ_STATUS_OK) {
+        mdl->dev = (cdz_device){CDZ_DEVICE_CPU, 0};
+        const json_t *arch = json_object_get(root, "architecture");
+        const json_t *ver = json_object_get(root, "config_version");
+        if (!json_is_string(arch) || strcmp(json_string_value(arch), "htdemucs") != 0 ||
+            !json_is_integer(ver) || json_integer_value(ver) != 1)
+            st = CFG_ERR("htdemucs_write_random: a whole config needs \"architecture\": "
+                         "\"htdemucs\" and \"config_version\": 1");
+    }
+    if (st == CDZ_STATUS_OK) st = load_members(mdl, root, &specs);
+    /* the dry forward of the loader: refuses a config that cannot run one segment */
+    for (int i = 0; st == CDZ_STATUS_OK && i < mdl->members; i++) {
+        htd_run r;
+        st = measure(&mdl->m[i], mdl->dev, 1, &r);
+        if (st != CDZ_STATUS_OK)
+            cdz_error_prefix("htdemucs (member %d, segment %lld samples)", i, (long long)mdl->m[i].c.segment);
+    }
+    size_t total = 0;
+    for (size_t i = 0; st == CDZ_STATUS_OK && i < specs.n; i++) total += (size_t)cdz_tensor_numel(specs.v[i].dst);
+    if (st == CDZ_STATUS_OK && (!(data = malloc((total ? total : 1) * sizeof(float))) ||
+                                !(entries = calloc(specs.n ? specs.n : 1, sizeof *entries))))
+        st = cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs_write_random: no host memory for "
+                           "%zu parameters", total);
+    if (st == CDZ_STATUS_OK) {
+        size_t off = 0;
+        for (size_t i = 0; i < specs.n; i++) {
+            const htd_spec *s = &specs.v[i];
+            cdz_weight_entry *e = &entries[i];
+            e->name = s->name;
+            e->dtype = CDZ_DTYPE_F32;
+            e->ndim = s->nd;
+            memcpy(e->shape, s->shape, sizeof e->shape);
+            e->nbytes = (uint64_t)cdz_tensor_numel(s->dst) * sizeof(float);
+            e->data = data + off;
+            random_fill(mdl, s, seed, data + off);
+            off += (size_t)cdz_tensor_numel(s->dst);
+        }
+        config_text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char seed_text[32], conv[64];
+        snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)seed);
+        snprintf(conv, sizeof conv, "cadenza %d.%d.%d cdz_htdemucs_write_random", CDZ_VERSION_MAJOR,
+                 CDZ_VERSION_MINOR, CDZ_VERSION_PATCH);
+        json_t *meta = json_pack(
+            "{s:s, s:s, s:s?, s:s, s:s, s:s, s:s, s:s, s:s}", "format", "cadenza", "model", "htdemucs",
+            "config", config_text, "source", "random", "source_format", "cadenza-random",
+            "random_seed", seed_text, "random_init",
+            "conv/linear N(0,1/fan_in), biases N(0,0.01), norm weights U(0.5,1.5), LayerScale "
+            "U(0.1,1), freq_emb N(0,0.01)", "stored_dtype", "F32", "converter", conv);
+        if (meta) json_object_set_new(meta, "warning", json_string("untrained random weights: the "
+                                      "stems they give are meaningless (docs/weights.md converts "
+                                      "the published checkpoints)"));
+        meta_text = meta && config_text ? json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(meta);
+        if (!meta_text) st = cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs: no host memory");
+    }
+    if (st == CDZ_STATUS_OK) st = cdz_weights_write(path, entries, specs.n, meta_text);
+    free(meta_text);
+    free(config_text);
+    free(entries);
+    free(data);
+    free(specs.v);
+    cdz_htdemucs_free(mdl);
+    json_decref(root);
     return st;
 }

@@ -369,6 +369,19 @@ cdz_status cdz_htdemucs_forward(cdz_htdemucs_plan *p, const cdz_tensor *mix, cdz
 typedef void (*cdz_tap_fn)(void *user, const char *name, const cdz_tensor *t);
 void cdz_htdemucs_plan_set_tap(cdz_htdemucs_plan *p, cdz_tap_fn fn, void *user);
 
+/* Writes a seeded random HTDemucs checkpoint that cdz_htdemucs_load accepts: the tensor list
+ * is the loader's own (every name and shape the config implies), values drawn as
+ * weights-tools/make_demucs_reference.py does (conv/linear N(0, 1/fan_in), biases N(0, 0.01),
+ * norm weights U(0.5, 1.5), LayerScale U(0.1, 1), frequency embedding N(0, 0.01)), f32.
+ * `preset_or_config` is a preset name -- "htdemucs" (the published 955717e8 configuration),
+ * "htdemucs_6s", "small" (htdemucs at a sixth of the width: a CPU-sized demo), "tiny" (the
+ * test configuration of docs/weights.md) -- or JSON text: a whole metadata "config" object
+ * (with "models"), or an object of HTDemucs kwargs applied over the htdemucs preset.
+ * Same seed, same bytes. The weights are untrained: their output is meaningless audio. */
+cdz_status cdz_htdemucs_write_random(const char *path, const char *preset_or_config, uint64_t seed);
+/* The preset names above, NULL-terminated. */
+const char *const *cdz_htdemucs_presets(void);
+
 /* ------------------------------------------------------------------------------------
  * Audio I/O (runtime/audio.c) and track separation (models/separate.c); docs/separate.md
  *
@@ -459,6 +472,19 @@ void cdz_separator_destroy(cdz_separator *s);
  * weights are 0 for every requested source are not run. Returns after the device is idle. */
 cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const cdz_audio *mix,
                         float *const *stems);
+
+/* ------------------------------------------------------------------------------------
+ * Weights writing (runtime/weights_write.c)
+ * ---------------------------------------------------------------------------------- */
+/* Writes a safetensors file that cdz_weights_open accepts: the entries' tensors back to back
+ * in the order given (their `offset` is ignored; `nbytes` must equal numel x dtype size;
+ * `data` is host memory), the JSON header padded with spaces to 8 bytes, and
+ * `metadata_json` (a JSON object of string values, or NULL) as __metadata__. Names are 1..1024
+ * bytes of UTF-8, unique, not "__metadata__". Everything is checked before writing
+ * (INVALID_ARGUMENT naming the entry); the bytes go to a temporary file beside `path`, renamed
+ * into place at the end, so a failure (IO, naming the path) leaves no file behind. */
+cdz_status cdz_weights_write(const char *path, const cdz_weight_entry *entries, size_t n,
+                             const char *metadata_json);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include "cadenza.h"
 
 int cmd_separate(int argc, char **argv); /* cmd_separate.c */
+int cmd_demo(int argc, char **argv);     /* cmd_demo.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -19,6 +20,8 @@ static void usage(FILE *f) {
             "commands:\n"
             "  separate IN... -m MODEL -o DIR\n"
             "                    split songs into stems with an HTDemucs model (cadenza separate --help)\n"
+            "  demo              separate a synthetic mix with random HTDemucs weights: timing and\n"
+            "                    real-time factor on this machine (cadenza demo --help)\n"
             "  inspect FILE      list the tensors, dtypes, shapes and metadata of a safetensors file\n"
             "  devices           list the devices this build can use\n"
             "  version           print the version and the build's features\n"
@@ -90,6 +93,7 @@ int main(int argc, char **argv) {
     if (setup_logging()) return 2;
     const char *cmd = argv[1];
     if (!strcmp(cmd, "separate")) return cmd_separate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
