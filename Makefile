@@ -141,16 +141,26 @@ $(BUILD)/libcadenza.a: $(LIB_OBJ)
 $(BUILD)/libcadenza.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDLIBS)
 
-$(BUILD)/cadenza: $(CLI_OBJ) $(BUILD)/libcadenza.a
-	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcadenza.a $(LDLIBS)
+# The CLI and the test programs link the static library; TEST_LINK=shared links libcadenza.so
+# instead (one copy of the GPU code for all programs: small enough to carry to a GPU machine).
+ifeq ($(TEST_LINK),shared)
+  TEST_LIB_DEP := $(BUILD)/libcadenza.so
+  TEST_LIB := -L$(BUILD) -lcadenza -Wl,-rpath,'$$ORIGIN:$$ORIGIN/..'
+else
+  TEST_LIB_DEP := $(BUILD)/libcadenza.a
+  TEST_LIB := $(BUILD)/libcadenza.a
+endif
 
-$(BUILD)/tests/test_ops: $(TEST_OPS_OBJ) $(TEST_COMMON) $(BUILD)/libcadenza.a
-	@mkdir -p $(dir $@)
-	$(CC) -o $@ $(TEST_OPS_OBJ) $(TEST_COMMON) $(BUILD)/libcadenza.a $(LDLIBS)
+$(BUILD)/cadenza: $(CLI_OBJ) $(TEST_LIB_DEP)
+	$(CC) -o $@ $(CLI_OBJ) $(TEST_LIB) $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_COMMON) $(BUILD)/libcadenza.a
+$(BUILD)/tests/test_ops: $(TEST_OPS_OBJ) $(TEST_COMMON) $(TEST_LIB_DEP)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(TEST_COMMON) $(BUILD)/libcadenza.a $(LDLIBS)
+	$(CC) -o $@ $(TEST_OPS_OBJ) $(TEST_COMMON) $(TEST_LIB) $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_COMMON) $(TEST_LIB_DEP)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< $(TEST_COMMON) $(TEST_LIB) $(LDLIBS)
 
 tests: $(TEST_PROGS) $(BUILD)/cadenza
 
@@ -175,7 +185,8 @@ FUZZ_SRC := runtime/status.c runtime/log.c runtime/tensor.c runtime/weights.c ru
             runtime/device.c runtime/check.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) runtime/*.h
+# (targets for server/ parsers #include their .c file: the fuzzers link no server objects)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) runtime/*.h server/*.c server/*.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -D_GNU_SOURCE -Iruntime $(shell pkg-config --cflags jansson) \
 	    -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs jansson) -lm -lpthread

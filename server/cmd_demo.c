@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -528,6 +529,19 @@ static int demo_run(const demo_args *a, FILE *out, FILE *err) {
     fprintf(out, "  write stems              %8.3f s\n", t_stems);
     fprintf(out, "  real-time factor         %8.4f     (%.3g s of compute per second of audio; %.3gx real time)\n",
             sep_t / audio_s, sep_t / audio_s, audio_s / sep_t);
+    /* Memory: the arena's high-water mark (weights + plans + staging on a GPU) and the
+     * process's peak RSS, beside the track buffers it must hold (mix + stems, f32). */
+    cdz_arena_stats as;
+    cdz_arena_get_stats(arena, &as);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double mib = 1024.0 * 1024.0;
+    const double track_bytes = (double)mix.frames * mix.channels * sizeof(float) * (1 + info.sources);
+    fprintf(out, "\nmemory\n");
+    fprintf(out, "  arena peak (%s)        %8.1f MiB of %.1f MiB reserved\n", devname, as.peak / mib,
+            as.reserved / mib);
+    fprintf(out, "  host peak RSS            %8.1f MiB   (mix + stems buffers: %.1f MiB)\n",
+            ru.ru_maxrss / 1024.0, track_bytes / mib);
     fprintf(out,
             "\nNOTE: these weights are RANDOM (seed %" PRIu64 "), not trained. The stems are meaningless: they only\n"
             "show that the pipeline runs end to end and how fast. To separate real music, convert a published\n"

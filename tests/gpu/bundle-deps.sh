@@ -11,6 +11,7 @@ for t in "$build"/tests/test_* "$build"/cadenza; do
         case "$(basename "$lib")" in
             libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|ld-linux*|libstdc++*|libgcc_s*) ;;
             libcuda*|libcudnn*|libcublas*|libcufft*|libnccl*|libnvrtc*|libnvJitLink*|libcudart*) ;;
+            libcadenza*) ;;  # travels with the build itself
             *) cp -L -n "$lib" "$build/deps/" ;;
         esac
     done
