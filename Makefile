@@ -50,10 +50,12 @@ HAVE_FFTW := $(call have_pkg,fftw3f)
 HAVE_SNDFILE := $(call have_pkg,sndfile)
 HAVE_JANSSON := $(call have_pkg,jansson)
 HAVE_SOXR := $(call have_pkg,soxr)
+HAVE_MHD := $(call have_pkg,libmicrohttpd)
 $(info $(if $(filter 1,$(HAVE_FFTW)),✓ FFTW found,✗ FFTW not found (apt-get install libfftw3-dev)))
 $(info $(if $(filter 1,$(HAVE_SNDFILE)),✓ libsndfile found,✗ libsndfile not found (apt-get install libsndfile1-dev)))
 $(info $(if $(filter 1,$(HAVE_JANSSON)),✓ jansson found,✗ jansson not found (apt-get install libjansson-dev)))
 $(info $(if $(filter 1,$(HAVE_SOXR)),✓ libsoxr found,✗ libsoxr not found: no resampling (apt-get install libsoxr-dev)))
+$(info $(if $(filter 1,$(HAVE_MHD)),✓ libmicrohttpd found,✗ libmicrohttpd not found: no admin HTTP port (apt-get install libmicrohttpd-dev)))
 ifneq ($(HAVE_FFTW)$(HAVE_JANSSON),11)
   $(error FFTW and jansson are required: apt-get install libfftw3-dev libjansson-dev pkg-config)
 endif
@@ -80,6 +82,10 @@ endif
 ifeq ($(HAVE_SOXR),1)
   CPPFLAGS += -DCDZ_HAVE_SOXR
   LDLIBS += $(shell pkg-config --libs soxr)
+endif
+ifeq ($(HAVE_MHD),1)
+  CPPFLAGS += -DCDZ_HAVE_MHD
+  LDLIBS += $(shell pkg-config --libs libmicrohttpd)
 endif
 ifeq ($(CUDA),1)
   CPPFLAGS += -DCDZ_HAVE_CUDA -I$(CUDA_INC)

@@ -1,5 +1,5 @@
 /*
- * separate.c: apply_model for whole tracks. The generic segment scheduler (cdz_sched_run,
+ * separate.c: apply_model for whole tracks. The generic segment scheduler (cdz_segs_run,
  * semantics in separate.h) and its binding to HTDemucs plans (cdz_separator, cdz_separate).
  */
 #include <math.h>
@@ -42,7 +42,7 @@ static uint64_t xoshiro_next(uint64_t s[4]) {
     return r;
 }
 
-void cdz_sched_draw_offsets(uint64_t seed, int32_t members, int32_t shifts, int64_t max_shift,
+void cdz_segs_draw_offsets(uint64_t seed, int32_t members, int32_t shifts, int64_t max_shift,
                             int64_t *out) {
     uint64_t sm = seed, s[4];
     for (int i = 0; i < 4; i++) s[i] = splitmix64(&sm);
@@ -56,7 +56,7 @@ void cdz_sched_draw_offsets(uint64_t seed, int32_t members, int32_t shifts, int6
     }
 }
 
-int64_t cdz_sched_chunk_count(int64_t length, int64_t stride) {
+int64_t cdz_segs_chunk_count(int64_t length, int64_t stride) {
     return length <= 0 || stride <= 0 ? 0 : (length + stride - 1) / stride;
 }
 
@@ -82,14 +82,14 @@ typedef struct sched_slot {
 } sched_slot;
 
 typedef struct sched_state {
-    const cdz_sched *cfg;
+    const cdz_segs *cfg;
     const float *mix;
     int64_t L;
     float *const *stems;
     bool cuda;
     float mean, scale; /* normalisation: x' = (x - mean) / scale */
     /* current member */
-    const cdz_sched_member *mem;
+    const cdz_segs_member *mem;
     int64_t seg, F, stride;
     float coef[CDZ_SCHED_MAX_SOURCES];
     float *w;     /* [seg] transition weight */
@@ -121,7 +121,7 @@ static bool next_job(sched_state *st, sched_job *j) {
 
 /* TensorChunk.padded(seg) of the normalised track, right-padded with zeros to F. */
 static void fill_window(const sched_state *st, const sched_job *j, float *dst) {
-    const cdz_sched *cfg = st->cfg;
+    const cdz_segs *cfg = st->cfg;
     const int64_t ws = st->views[j->view].start + j->off - (st->seg - j->n) / 2;
     int64_t lo = ws < 0 ? -ws : 0;
     int64_t hi = st->L - ws < st->seg ? st->L - ws : st->seg;
@@ -143,7 +143,7 @@ static void fill_window(const sched_state *st, const sched_job *j, float *dst) {
 
 /* Overlap-add of one chunk's output y [S, C, F] into the stems. */
 static void accumulate(sched_state *st, const sched_job *j, const float *y) {
-    const cdz_sched *cfg = st->cfg;
+    const cdz_segs *cfg = st->cfg;
     const sched_view *v = &st->views[j->view];
     const int64_t n = j->n, d2 = (st->seg - n) / 2, base = v->start + j->off;
     const int64_t j0 = base < 0 ? (-base < n ? -base : n) : 0; /* shifted views start before 0 */
@@ -167,7 +167,7 @@ static void accumulate(sched_state *st, const sched_job *j, const float *y) {
 }
 
 static cdz_status queue_batch(sched_state *st, sched_slot *slot) {
-    const cdz_sched *cfg = st->cfg;
+    const cdz_segs *cfg = st->cfg;
     const size_t in_bytes = (size_t)slot->n * (size_t)cfg->channels * (size_t)st->F * sizeof(float);
     const size_t out_bytes = in_bytes * (size_t)cfg->sources;
     if (!st->cuda) return st->mem->forward(st->mem->user, slot->in, slot->out, slot->n);
@@ -177,7 +177,7 @@ static cdz_status queue_batch(sched_state *st, sched_slot *slot) {
 }
 
 static void fill_slot(sched_state *st, sched_slot *slot) {
-    const cdz_sched *cfg = st->cfg;
+    const cdz_segs *cfg = st->cfg;
     slot->n = 0;
     while (slot->n < cfg->batch && next_job(st, &slot->jobs[slot->n])) {
         fill_window(st, &slot->jobs[slot->n],
@@ -187,7 +187,7 @@ static void fill_slot(sched_state *st, sched_slot *slot) {
 }
 
 static void drain_slot(sched_state *st, const sched_slot *slot) {
-    const cdz_sched *cfg = st->cfg;
+    const cdz_segs *cfg = st->cfg;
     const size_t item = (size_t)cfg->sources * (size_t)cfg->channels * (size_t)st->F;
     for (int32_t i = 0; i < slot->n; i++) accumulate(st, &slot->jobs[i], slot->out + (size_t)i * item);
     st->done += slot->n;
@@ -214,7 +214,7 @@ static cdz_status run_member(sched_state *st, sched_slot slots[2]) {
 
 /* Track statistics of api.Separator: ref = wav.mean(0) (f32), mean and unbiased std of
  * ref (accumulated in double, rounded to f32 as torch returns them). */
-void cdz_sched_track_stats(const float *x, int32_t C, int64_t L, float *mean, float *std) {
+void cdz_segs_track_stats(const float *x, int32_t C, int64_t L, float *mean, float *std) {
     double sum = 0.0;
     for (int64_t t = 0; t < L; t++) {
         float acc = 0.f;
@@ -233,7 +233,7 @@ void cdz_sched_track_stats(const float *x, int32_t C, int64_t L, float *mean, fl
     *std = L > 1 ? (float)sqrt(ss / (double)(L - 1)) : 0.f; /* torch: NaN for one sample */
 }
 
-static cdz_status check_config(const cdz_sched *cfg, const float *mix, int64_t length, float *const *stems) {
+static cdz_status check_config(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems) {
     const cdz_separate_options *o = &cfg->opt;
     CDZ_REQUIRE(cfg->channels >= 1, "separate: %d channels", cfg->channels);
     CDZ_REQUIRE(cfg->sources >= 1 && cfg->sources <= CDZ_SCHED_MAX_SOURCES, "separate: %d sources (1..%d)",
@@ -252,7 +252,7 @@ static cdz_status check_config(const cdz_sched *cfg, const float *mix, int64_t l
     CDZ_REQUIRE(stems, "separate: the stem array is NULL");
     const int64_t max_shift = cfg->samplerate / 2;
     for (int32_t m = 0; m < cfg->members; m++) {
-        const cdz_sched_member *mm = &cfg->member[m];
+        const cdz_segs_member *mm = &cfg->member[m];
         CDZ_REQUIRE(mm->forward, "separate: member %d has no forward", m);
         CDZ_REQUIRE(mm->segment >= 1, "separate: member %d: segment of %lld samples", m, (long long)mm->segment);
         CDZ_REQUIRE(mm->forward_length == 0 || mm->forward_length >= mm->segment,
@@ -285,7 +285,7 @@ static cdz_status check_config(const cdz_sched *cfg, const float *mix, int64_t l
     return CDZ_STATUS_OK;
 }
 
-void cdz_sched_buffers_free(cdz_sched_buffers *b) {
+void cdz_segs_buffers_free(cdz_segs_buffers *b) {
     if (!b) return;
     for (int i = 0; i < 2; i++) {
         cdz_host_pinned_free(b->in[i]);
@@ -299,7 +299,7 @@ void cdz_sched_buffers_free(cdz_sched_buffers *b) {
 }
 
 /* Grow the staging buffers to one batch of in/out elements (never shrinks them). */
-static cdz_status ensure_buffers(cdz_sched_buffers *b, size_t in_elems, size_t out_elems, cdz_arena *arena) {
+static cdz_status ensure_buffers(cdz_segs_buffers *b, size_t in_elems, size_t out_elems, cdz_arena *arena) {
     if (!b->in[0] || b->in_elems < in_elems || b->out_elems < out_elems) {
         for (int i = 0; i < 2; i++) {
             cdz_host_pinned_free(b->in[i]);
@@ -331,7 +331,7 @@ static cdz_status ensure_buffers(cdz_sched_buffers *b, size_t in_elems, size_t o
     return CDZ_STATUS_OK;
 }
 
-cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length, float *const *stems) {
+cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems) {
     CDZ_REQUIRE(cfg, "separate: no configuration");
     CDZ_TRY(check_config(cfg, mix, length, stems));
     const cdz_separate_options *o = &cfg->opt;
@@ -350,7 +350,7 @@ cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length,
     st.scale = 1.f;
     if (o->normalize) {
         float sd;
-        cdz_sched_track_stats(mix, C, length, &st.mean, &sd);
+        cdz_segs_track_stats(mix, C, length, &st.mean, &sd);
         st.scale = sd + 1e-8f;
     }
 
@@ -362,7 +362,7 @@ cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length,
         offsets = malloc((size_t)M * (size_t)o->shifts * sizeof *offsets);
         if (!offsets) return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory");
         if (o->shift_offsets) memcpy(offsets, o->shift_offsets, (size_t)M * (size_t)o->shifts * sizeof *offsets);
-        else cdz_sched_draw_offsets(o->seed, M, o->shifts, max_shift, offsets);
+        else cdz_segs_draw_offsets(o->seed, M, o->shifts, max_shift, offsets);
     }
     for (int32_t s = 0; s < S; s++) {
         totals[s] = 0.f;
@@ -371,7 +371,7 @@ cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length,
     /* a member whose weights are 0 for every requested stem cannot change the result */
     int64_t max_F = 0, max_seg = 0;
     for (int32_t m = 0; m < M; m++) {
-        const cdz_sched_member *mm = &cfg->member[m];
+        const cdz_segs_member *mm = &cfg->member[m];
         run[m] = false;
         for (int32_t s = 0; s < S; s++)
             if (stems[s] && (mm->weights ? mm->weights[s] : 1.f) != 0.f) run[m] = true;
@@ -383,14 +383,14 @@ cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length,
         for (int32_t v = 0; v < nviews; v++) {
             const int64_t len = o->shifts > 0 ? length + max_shift - offsets[(size_t)m * (size_t)o->shifts + (size_t)v]
                                               : length;
-            st.total += cdz_sched_chunk_count(len, stride);
+            st.total += cdz_segs_chunk_count(len, stride);
         }
     }
 
     cdz_status status = CDZ_STATUS_OK;
     sched_slot slots[2];
     memset(slots, 0, sizeof slots);
-    cdz_sched_buffers local = {0}, *bufs = cfg->buffers ? cfg->buffers : &local;
+    cdz_segs_buffers local = {0}, *bufs = cfg->buffers ? cfg->buffers : &local;
     cdz_arena *arena = st.cuda ? cdz_ctx_arena(cfg->ctx) : NULL;
     const size_t in_elems = (size_t)cfg->batch * (size_t)C * (size_t)max_F;
     const size_t out_elems = in_elems * (size_t)S;
@@ -424,7 +424,7 @@ cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length,
         if (stems[s]) memset(stems[s], 0, (size_t)C * (size_t)length * sizeof(float));
     for (int32_t m = 0; m < M; m++) {
         if (!run[m]) continue;
-        const cdz_sched_member *mm = &cfg->member[m];
+        const cdz_segs_member *mm = &cfg->member[m];
         st.mem = mm;
         st.seg = mm->segment;
         st.F = mm->forward_length ? mm->forward_length : mm->segment;
@@ -474,7 +474,7 @@ done:
         cdz_ctx_sync(cfg->ctx);
         cdz_error_set(saved.code, "%s", saved.message);
     }
-    if (bufs == &local) cdz_sched_buffers_free(&local);
+    if (bufs == &local) cdz_segs_buffers_free(&local);
     for (int i = 0; i < 2; i++) free(slots[i].jobs);
     free(st.views);
     free(st.w);
@@ -498,7 +498,7 @@ struct cdz_separator {
     cdz_htdemucs_info info;
     cdz_htdemucs_plan *plan[CDZ_HTDEMUCS_MAX_MEMBERS];
     member_binding bind[CDZ_HTDEMUCS_MAX_MEMBERS];
-    cdz_sched_buffers buffers; /* staging, reused by every track */
+    cdz_segs_buffers buffers; /* staging, reused by every track */
 };
 
 cdz_status cdz_separator_create(const cdz_htdemucs *m, cdz_ctx *ctx, int32_t batch, cdz_separator **out) {
@@ -532,7 +532,7 @@ void cdz_separator_destroy(cdz_separator *s) {
     for (int32_t i = 0; i < CDZ_HTDEMUCS_MAX_MEMBERS; i++) any |= s->plan[i] != NULL;
     if (any || s->buffers.dev_in) cdz_ctx_sync(s->ctx);
     for (int32_t i = 0; i < CDZ_HTDEMUCS_MAX_MEMBERS; i++) cdz_htdemucs_plan_destroy(s->plan[i]);
-    cdz_sched_buffers_free(&s->buffers);
+    cdz_segs_buffers_free(&s->buffers);
     free(s);
 }
 
@@ -591,7 +591,7 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
                 mix->samplerate, info->samplerate);
     CDZ_REQUIRE(opt->segment_seconds == 0.0 || (isfinite(opt->segment_seconds) && opt->segment_seconds > 0.0),
                 "separate: segment of %g s (must be > 0; 0 for the model's)", opt->segment_seconds);
-    cdz_sched_member members[CDZ_HTDEMUCS_MAX_MEMBERS];
+    cdz_segs_member members[CDZ_HTDEMUCS_MAX_MEMBERS];
     for (int32_t m = 0; m < info->members; m++) {
         const int64_t train = info->member_segment[m];
         int64_t seg = train;
@@ -606,7 +606,7 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
                         opt->segment_seconds, (long long)seg, m, (double)train / info->samplerate,
                         (long long)train);
         }
-        members[m] = (cdz_sched_member){
+        members[m] = (cdz_segs_member){
             .forward = htdemucs_segment,
             .user = &s->bind[m],
             .segment = seg,
@@ -614,7 +614,7 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
             .weights = info->weights[m],
         };
     }
-    cdz_sched cfg = {
+    cdz_segs cfg = {
         .channels = info->audio_channels,
         .sources = info->sources,
         .samplerate = info->samplerate,
@@ -625,5 +625,5 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
         .buffers = &s->buffers,
         .opt = *opt,
     };
-    return cdz_sched_run(&cfg, mix->data, mix->frames, stems);
+    return cdz_segs_run(&cfg, mix->data, mix->frames, stems);
 }

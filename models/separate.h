@@ -32,7 +32,7 @@
  * directly to stems[k], where sum_w at a position is recomputed from the (few) chunks that
  * cover it in chunk order, the same f32 sum apply_model builds. Host memory is therefore
  * the input, the requested stems, two pinned batches (inputs [batch, C, F] and outputs
- * [batch, S, C, F], F = forward_length; kept in cdz_sched_buffers across runs when the
+ * [batch, S, C, F], F = forward_length; kept in cdz_segs_buffers across runs when the
  * caller gives them) and one sum-weight row of seg floats. Device memory (a CUDA context):
  * one batch of inputs and outputs from the context's arena, whatever the track length.
  *
@@ -40,8 +40,8 @@
  * `batch`; with a CUDA context the next batch is staged while the device runs the current
  * one (two pinned buffers, one stream).
  *
- * defines: cdz_segment_fn, cdz_sched_member, cdz_sched_buffers, cdz_sched_buffers_free, cdz_sched,
- *          cdz_sched_run, cdz_sched_draw_offsets, cdz_sched_chunk_count, cdz_sched_track_stats,
+ * defines: cdz_segment_fn, cdz_segs_member, cdz_segs_buffers, cdz_segs_buffers_free, cdz_segs,
+ *          cdz_segs_run, cdz_segs_draw_offsets, cdz_segs_chunk_count, cdz_segs_track_stats,
  *          CDZ_SCHED_MAX_MEMBERS, CDZ_SCHED_MAX_SOURCES
  */
 #ifndef CDZ_MODELS_SEPARATE_H
@@ -61,53 +61,53 @@ extern "C" {
  * queues work on its stream (it must not wait); otherwise both are host memory. */
 typedef cdz_status (*cdz_segment_fn)(void *user, const float *in, float *out, int32_t b);
 
-typedef struct cdz_sched_member {
+typedef struct cdz_segs_member {
     cdz_segment_fn forward;
     void *user;
     int64_t segment;        /* chunk length in samples, >= 1 */
     int64_t forward_length; /* samples per item the forward reads/writes; 0: = segment; >= segment */
     const float *weights;   /* [sources] bag weights; NULL: all 1 */
-} cdz_sched_member;
+} cdz_segs_member;
 
 /* Staging buffers a caller keeps between runs (a worker reuses them for every track, so a
  * run allocates nothing once they are large enough). Zero-initialise; free when the
  * context's device is idle. */
-typedef struct cdz_sched_buffers {
+typedef struct cdz_segs_buffers {
     float *in[2], *out[2]; /* pinned host: two batches of inputs and outputs */
     size_t in_elems, out_elems;
     void *dev_in, *dev_out; /* one batch on the device (CUDA contexts only) */
     size_t dev_in_elems, dev_out_elems;
     cdz_arena *dev_arena;
-} cdz_sched_buffers;
+} cdz_segs_buffers;
 
-void cdz_sched_buffers_free(cdz_sched_buffers *b);
+void cdz_segs_buffers_free(cdz_segs_buffers *b);
 
-typedef struct cdz_sched {
+typedef struct cdz_segs {
     int32_t channels, sources, samplerate;
     int32_t members;
-    const cdz_sched_member *member;
+    const cdz_segs_member *member;
     int32_t batch;                 /* >= 1 */
     cdz_ctx *ctx;                  /* NULL or CPU: host buffers; CUDA: staged to its device */
-    cdz_sched_buffers *buffers;    /* NULL: allocated and freed by this run */
+    cdz_segs_buffers *buffers;    /* NULL: allocated and freed by this run */
     cdz_separate_options opt;      /* shifts, overlap, transition power, seed, offsets,
                                       normalize, progress (segment_seconds is not used here:
                                       each member's `segment` is) */
-} cdz_sched;
+} cdz_segs;
 
 /* mix [C, length] host planar; stems[k] [C, length] host or NULL (skipped). */
-cdz_status cdz_sched_run(const cdz_sched *cfg, const float *mix, int64_t length, float *const *stems);
+cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems);
 
-/* The shift offsets cdz_sched_run draws for `seed`: out[m * shifts + i] in [0, max_shift],
+/* The shift offsets cdz_segs_run draws for `seed`: out[m * shifts + i] in [0, max_shift],
  * member-major like apply_model's recursion (xoshiro256** seeded by splitmix64, unbiased). */
-void cdz_sched_draw_offsets(uint64_t seed, int32_t members, int32_t shifts, int64_t max_shift,
+void cdz_segs_draw_offsets(uint64_t seed, int32_t members, int32_t shifts, int64_t max_shift,
                             int64_t *out);
 
 /* api.Separator's statistics of x [C, L]: ref = x.mean(0) in f32, then mean(ref) and
  * std(ref) (unbiased; 0 for L = 1 where torch gives NaN), accumulated in double. */
-void cdz_sched_track_stats(const float *x, int32_t C, int64_t L, float *mean, float *std);
+void cdz_segs_track_stats(const float *x, int32_t C, int64_t L, float *mean, float *std);
 
 /* Chunks of one view of `length` samples: ceil(length / stride). */
-int64_t cdz_sched_chunk_count(int64_t length, int64_t stride);
+int64_t cdz_segs_chunk_count(int64_t length, int64_t stride);
 
 #ifdef __cplusplus
 }

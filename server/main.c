@@ -10,6 +10,7 @@
 
 int cmd_separate(int argc, char **argv); /* cmd_separate.c */
 int cmd_demo(int argc, char **argv);     /* cmd_demo.c */
+int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -22,6 +23,8 @@ static void usage(FILE *f) {
             "                    split songs into stems with an HTDemucs model (cadenza separate --help)\n"
             "  demo              separate a synthetic mix with random HTDemucs weights: timing and\n"
             "                    real-time factor on this machine (cadenza demo --help)\n"
+            "  serve --model NAME=PATH [options]\n"
+            "                    serve models over the wire protocol (cadenza serve --help)\n"
             "  inspect FILE      list the tensors, dtypes, shapes and metadata of a safetensors file\n"
             "  devices           list the devices this build can use\n"
             "  version           print the version and the build's features\n"
@@ -93,6 +96,7 @@ int main(int argc, char **argv) {
     if (setup_logging()) return 2;
     const char *cmd = argv[1];
     if (!strcmp(cmd, "separate")) return cmd_separate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();

@@ -1,7 +1,7 @@
 /*
  * test_separate: the segment scheduler (models/separate.c) against apply_model.
  *
- * Fake models run through cdz_sched_run on small numbers (samplerate 200, so max_shift 100;
+ * Fake models run through cdz_segs_run on small numbers (samplerate 200, so max_shift 100;
  * segments of 30-41 samples, forwards of up to 48):
  *   - gain models (out[s] = g_s * window) must give back g_s * track after the overlap-add,
  *     for overlap 0 / 0.25 / 0.5, shifts 0 / 1 / 2, tracks shorter than a segment, exactly
@@ -159,7 +159,7 @@ static void ref_split(const ref_track *t, const fake *fm, int64_t seg, double ov
 }
 
 /* The whole thing: stems [S][C][L] in double. members[m].user is a fake. */
-static void ref_apply(const cdz_sched *cfg, const float *mix, int64_t L, const int64_t *offsets, double *est) {
+static void ref_apply(const cdz_segs *cfg, const float *mix, int64_t L, const int64_t *offsets, double *est) {
     const int32_t S = cfg->sources, C = cfg->channels;
     double *x = malloc((size_t)C * (size_t)L * sizeof(double));
     double mean = 0, scale = 1;
@@ -187,7 +187,7 @@ static void ref_apply(const cdz_sched *cfg, const float *mix, int64_t L, const i
     double *out = malloc((size_t)S * C * (size_t)L * sizeof(double));
     double *view = malloc((size_t)S * C * (size_t)(L + max_shift) * sizeof(double));
     for (int32_t m = 0; m < cfg->members; m++) {
-        const cdz_sched_member *mm = &cfg->member[m];
+        const cdz_segs_member *mm = &cfg->member[m];
         const fake *fm = mm->user;
         if (cfg->opt.shifts == 0) {
             ref_split(&t, fm, mm->segment, cfg->opt.overlap, cfg->opt.transition_power, 0, L, out);
@@ -242,10 +242,10 @@ static float *stem_buffer(th_suite *s, int32_t S, int32_t C, int64_t L, float **
     return buf;
 }
 
-static const int64_t *offsets_of(const cdz_sched *cfg, int64_t *buf) {
+static const int64_t *offsets_of(const cdz_segs *cfg, int64_t *buf) {
     if (cfg->opt.shifts == 0) return NULL;
     if (cfg->opt.shift_offsets) return cfg->opt.shift_offsets;
-    cdz_sched_draw_offsets(cfg->opt.seed, cfg->members, cfg->opt.shifts, cfg->samplerate / 2, buf);
+    cdz_segs_draw_offsets(cfg->opt.seed, cfg->members, cfg->opt.shifts, cfg->samplerate / 2, buf);
     return buf;
 }
 
@@ -288,8 +288,8 @@ static void test_reconstruct(th_suite *s) {
                 fake gain, nl;
                 fake_init(s, &gain, FAKE_GAIN, S, C, F);
                 fake_init(s, &nl, FAKE_NONLINEAR, S, C, F);
-                cdz_sched_member mem = {.forward = fake_forward, .user = &gain, .segment = seg, .forward_length = F};
-                cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem,
+                cdz_segs_member mem = {.forward = fake_forward, .user = &gain, .segment = seg, .forward_length = F};
+                cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem,
                                  .batch = 1 + (int32_t)(L % 4)};
                 cdz_separate_options_default(&cfg.opt);
                 cfg.opt.overlap = overlaps[oi];
@@ -298,7 +298,7 @@ static void test_reconstruct(th_suite *s) {
                 cfg.opt.normalize = normalize;
                 float *stems[MAXS];
                 float *out = stem_buffer(s, S, C, L, stems);
-                if (th_ok(s, "gain model", cdz_sched_run(&cfg, x, L, stems))) {
+                if (th_ok(s, "gain model", cdz_segs_run(&cfg, x, L, stems))) {
                     /* normalised: g (x - m) / d, overlap-added, times d plus m */
                     double m = 0;
                     for (size_t i = 0; normalize && i < (size_t)C * L; i++) m += x[i] / (double)(C * L);
@@ -310,7 +310,7 @@ static void test_reconstruct(th_suite *s) {
                                       (size_t)S * C * L, 1e-6, "f32: (w y) / sum_w per chunk, a few ulp");
                 }
                 mem.user = &nl;
-                if (th_ok(s, "nonlinear model", cdz_sched_run(&cfg, x, L, stems))) {
+                if (th_ok(s, "nonlinear model", cdz_segs_run(&cfg, x, L, stems))) {
                     double *want = th_alloc_f64(s, (size_t)S * C * L);
                     int64_t ob[8];
                     ref_apply(&cfg, x, L, offsets_of(&cfg, ob), want);
@@ -319,7 +319,7 @@ static void test_reconstruct(th_suite *s) {
                     const int64_t nv = shifts ? shifts : 1;
                     int64_t chunks = 0;
                     for (int64_t v = 0; v < nv; v++)
-                        chunks += cdz_sched_chunk_count(shifts ? L + SR / 2 - ob[v] : L, stride);
+                        chunks += cdz_segs_chunk_count(shifts ? L + SR / 2 - ob[v] : L, stride);
                     th_check(s, "forward items", nl.items == chunks && nl.max_b <= cfg.batch,
                              "%lld windows in %lld calls (expected %lld, batch %d)", (long long)nl.items,
                              (long long)nl.calls, (long long)chunks, cfg.batch);
@@ -339,14 +339,14 @@ static void test_transition_power(th_suite *s) {
         float *x = rand_track(s, C, L);
         fake nl;
         fake_init(s, &nl, FAKE_NONLINEAR, S, C, 40);
-        cdz_sched_member mem = {.forward = fake_forward, .user = &nl, .segment = 40};
-        cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
+        cdz_segs_member mem = {.forward = fake_forward, .user = &nl, .segment = 40};
+        cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
         cdz_separate_options_default(&cfg.opt);
         cfg.opt.overlap = 0.5;
         cfg.opt.transition_power = powers[i];
         float *stems[MAXS];
         float *out = stem_buffer(s, S, C, L, stems);
-        if (th_ok(s, "run", cdz_sched_run(&cfg, x, L, stems))) {
+        if (th_ok(s, "run", cdz_segs_run(&cfg, x, L, stems))) {
             double *want = th_alloc_f64(s, (size_t)S * C * L);
             int64_t ob[4];
             ref_apply(&cfg, x, L, offsets_of(&cfg, ob), want);
@@ -365,18 +365,18 @@ static void test_bag(th_suite *s) {
         static const int64_t segs[3] = {37, 30, 41}, fl[3] = {40, 30, 41};
         float *x = rand_track(s, C, L);
         fake fm[3];
-        cdz_sched_member mem[3];
+        cdz_segs_member mem[3];
         for (int m = 0; m < 3; m++) {
             fake_init(s, &fm[m], FAKE_NONLINEAR, S, C, fl[m]);
-            mem[m] = (cdz_sched_member){fake_forward, &fm[m], segs[m], fl[m], w[m]};
+            mem[m] = (cdz_segs_member){fake_forward, &fm[m], segs[m], fl[m], w[m]};
         }
-        cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 3, .member = mem, .batch = 3};
+        cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 3, .member = mem, .batch = 3};
         cdz_separate_options_default(&cfg.opt);
         cfg.opt.shifts = shifts;
         cfg.opt.seed = 7;
         float *stems[MAXS];
         float *out = stem_buffer(s, S, C, L, stems);
-        if (th_ok(s, "all stems", cdz_sched_run(&cfg, x, L, stems))) {
+        if (th_ok(s, "all stems", cdz_segs_run(&cfg, x, L, stems))) {
             double *want = th_alloc_f64(s, (size_t)S * C * L);
             int64_t ob[16];
             ref_apply(&cfg, x, L, offsets_of(&cfg, ob), want);
@@ -386,7 +386,7 @@ static void test_bag(th_suite *s) {
         /* only stem 0: member 1 has weight 0 there and must not run; the stem is unchanged */
         float *only[MAXS] = {th_alloc(s, (size_t)C * L * sizeof(float)), NULL, NULL};
         for (int m = 0; m < 3; m++) fm[m].calls = 0;
-        if (th_ok(s, "stem 0 only", cdz_sched_run(&cfg, x, L, only))) {
+        if (th_ok(s, "stem 0 only", cdz_segs_run(&cfg, x, L, only))) {
             th_check(s, "member 1 skipped", fm[1].calls == 0 && fm[0].calls > 0 && fm[2].calls > 0,
                      "calls %lld %lld %lld", (long long)fm[0].calls, (long long)fm[1].calls, (long long)fm[2].calls);
             th_compare_bytes(s, "stem 0 as in the full run", only[0], out, (size_t)C * L * sizeof(float));
@@ -402,8 +402,8 @@ static void test_determinism(th_suite *s) {
     float *x = rand_track(s, C, L);
     fake nl;
     fake_init(s, &nl, FAKE_NONLINEAR, S, C, 37);
-    cdz_sched_member mem = {.forward = fake_forward, .user = &nl, .segment = 37};
-    cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 1};
+    cdz_segs_member mem = {.forward = fake_forward, .user = &nl, .segment = 37};
+    cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 1};
     cdz_separate_options_default(&cfg.opt);
     cfg.opt.shifts = 2;
     cfg.opt.seed = 42;
@@ -414,38 +414,38 @@ static void test_determinism(th_suite *s) {
     progress_log pl = {.monotonic = true};
     cfg.opt.progress = on_progress;
     cfg.opt.progress_user = &pl;
-    th_ok(s, "batch 1", cdz_sched_run(&cfg, x, L, st[0]));
+    th_ok(s, "batch 1", cdz_segs_run(&cfg, x, L, st[0]));
     int64_t off[2];
-    cdz_sched_draw_offsets(42, 1, 2, SR / 2, off);
+    cdz_segs_draw_offsets(42, 1, 2, SR / 2, off);
     const int64_t stride = (int64_t)(0.75 * 37);
-    const int64_t chunks = cdz_sched_chunk_count(L + SR / 2 - off[0], stride) + cdz_sched_chunk_count(L + SR / 2 - off[1], stride);
+    const int64_t chunks = cdz_segs_chunk_count(L + SR / 2 - off[0], stride) + cdz_segs_chunk_count(L + SR / 2 - off[1], stride);
     th_check(s, "progress", pl.monotonic && pl.last_done == chunks && pl.total == chunks && pl.reports == chunks,
              "%lld reports, last %lld/%lld, expected %lld chunks", (long long)pl.reports, (long long)pl.last_done,
              (long long)pl.total, (long long)chunks);
     cfg.opt.progress = NULL;
-    cdz_sched_buffers keep = {0}; /* reused, grown from batch 3 to 64 */
+    cdz_segs_buffers keep = {0}; /* reused, grown from batch 3 to 64 */
     cfg.buffers = &keep;
     cfg.batch = 3;
-    th_ok(s, "batch 3", cdz_sched_run(&cfg, x, L, st[1]));
+    th_ok(s, "batch 3", cdz_segs_run(&cfg, x, L, st[1]));
     th_compare_bytes(s, "batch 3 = batch 1", runs[1], runs[0], bytes);
     cfg.batch = 64;
-    th_ok(s, "batch 64", cdz_sched_run(&cfg, x, L, st[1]));
+    th_ok(s, "batch 64", cdz_segs_run(&cfg, x, L, st[1]));
     th_compare_bytes(s, "batch 64 = batch 1", runs[1], runs[0], bytes);
     th_check(s, "one call for all", nl.max_b == chunks, "largest call %d windows", nl.max_b);
-    th_ok(s, "rerun", cdz_sched_run(&cfg, x, L, st[2]));
+    th_ok(s, "rerun", cdz_segs_run(&cfg, x, L, st[2]));
     th_compare_bytes(s, "rerun identical", runs[2], runs[0], bytes);
     th_check(s, "kept buffers grew", keep.in[0] && keep.in_elems >= (size_t)64 * C * 37, "%zu input floats",
              keep.in_elems);
-    cdz_sched_buffers_free(&keep);
+    cdz_segs_buffers_free(&keep);
     cfg.buffers = NULL;
     cfg.opt.shift_offsets = off;
-    th_ok(s, "injected offsets", cdz_sched_run(&cfg, x, L, st[2]));
+    th_ok(s, "injected offsets", cdz_segs_run(&cfg, x, L, st[2]));
     th_compare_bytes(s, "injected = drawn", runs[2], runs[0], bytes);
     cfg.opt.shift_offsets = NULL;
     cfg.opt.seed = 43;
-    th_ok(s, "other seed", cdz_sched_run(&cfg, x, L, st[3]));
+    th_ok(s, "other seed", cdz_segs_run(&cfg, x, L, st[3]));
     int64_t off2[2];
-    cdz_sched_draw_offsets(43, 1, 2, SR / 2, off2);
+    cdz_segs_draw_offsets(43, 1, 2, SR / 2, off2);
     bool differ = memcmp(runs[3], runs[0], bytes) != 0;
     th_check(s, "other seed, other offsets", (off2[0] != off[0] || off2[1] != off[1]) && differ,
              "seed 42: %lld %lld, seed 43: %lld %lld", (long long)off[0], (long long)off[1], (long long)off2[0],
@@ -455,7 +455,7 @@ static void test_determinism(th_suite *s) {
     if (!th_begin(s, "offsets", "range and uniformity of the shift generator")) return;
     enum { N = 20000 };
     int64_t *o = th_alloc(s, N * sizeof(int64_t));
-    cdz_sched_draw_offsets(1, 4, N / 4, 22050, o);
+    cdz_segs_draw_offsets(1, 4, N / 4, 22050, o);
     double mean = 0;
     int64_t lo = INT64_MAX, hi = -1;
     for (int i = 0; i < N; i++) {
@@ -465,7 +465,7 @@ static void test_determinism(th_suite *s) {
     }
     th_check(s, "in [0, 22050]", lo >= 0 && hi <= 22050, "min %lld max %lld", (long long)lo, (long long)hi);
     th_check(s, "mean ~ 11025", fabs(mean - 11025) < 200, "%.1f (5 sigma = 226)", mean);
-    cdz_sched_draw_offsets(1, 1, 8, 0, o);
+    cdz_segs_draw_offsets(1, 1, 8, 0, o);
     bool zeros = true;
     for (int i = 0; i < 8; i++) zeros &= o[i] == 0;
     th_check(s, "max_shift 0", zeros, "all offsets 0");
@@ -476,10 +476,10 @@ static void test_stats(th_suite *s) {
     if (!th_begin(s, "track-stats", "mean/std of the channel mean, silence, one sample")) return;
     float x[2][5] = {{1, 2, 3, 4, 5}, {3, 2, 1, 0, -1}};
     float m, sd;
-    cdz_sched_track_stats(&x[0][0], 2, 5, &m, &sd);
+    cdz_segs_track_stats(&x[0][0], 2, 5, &m, &sd);
     th_check(s, "constant ref", m == 2.f && sd == 0.f, "mean %g std %g (ref is 2 everywhere)", (double)m, (double)sd);
     float y[2][4] = {{0, 1, 2, 3}, {0, 1, 2, 3}};
-    cdz_sched_track_stats(&y[0][0], 2, 4, &m, &sd);
+    cdz_segs_track_stats(&y[0][0], 2, 4, &m, &sd);
     th_check(s, "0..3", m == 1.5f && fabsf(sd - 1.2909944f) < 1e-6f, "mean %g std %.7f (unbiased)", (double)m, (double)sd);
     /* silence: std 0, the output must be exactly the (zero) mean */
     const int32_t C = 2, S = 2;
@@ -487,17 +487,17 @@ static void test_stats(th_suite *s) {
     float *z = th_alloc(s, (size_t)C * L * sizeof(float));
     fake gain;
     fake_init(s, &gain, FAKE_GAIN, S, C, 20);
-    cdz_sched_member mem = {.forward = fake_forward, .user = &gain, .segment = 20};
-    cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
+    cdz_segs_member mem = {.forward = fake_forward, .user = &gain, .segment = 20};
+    cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
     cdz_separate_options_default(&cfg.opt);
     float *stems[MAXS];
     float *out = stem_buffer(s, S, C, L, stems);
-    if (th_ok(s, "silence", cdz_sched_run(&cfg, z, L, stems)))
+    if (th_ok(s, "silence", cdz_segs_run(&cfg, z, L, stems)))
         th_compare_bytes(s, "silence in, silence out", out, z, (size_t)C * L * sizeof(float));
     float one[2] = {0.25f, -0.75f};
     float *st1[MAXS];
     stem_buffer(s, S, C, 1, st1);
-    if (th_ok(s, "one sample", cdz_sched_run(&cfg, one, 1, st1)))
+    if (th_ok(s, "one sample", cdz_segs_run(&cfg, one, 1, st1)))
         th_check(s, "one sample finite", isfinite(st1[0][0]) && isfinite(st1[1][1]), "%g %g", (double)st1[0][0],
                  (double)st1[1][1]);
     th_end(s);
@@ -511,19 +511,19 @@ static void test_errors(th_suite *s) {
     fake gain;
     fake_init(s, &gain, FAKE_GAIN, S, C, 20);
     float wz[2] = {0, 1};
-    cdz_sched_member mem = {.forward = fake_forward, .user = &gain, .segment = 20};
-    cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
+    cdz_segs_member mem = {.forward = fake_forward, .user = &gain, .segment = 20};
+    cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 2};
     cdz_separate_options_default(&cfg.opt);
     float *stems[MAXS];
     stem_buffer(s, S, C, L, stems);
-    cdz_sched bad;
+    cdz_segs bad;
 #define EXPECT(label, mutate, needle)                                                                    \
     do {                                                                                                 \
         bad = cfg;                                                                                       \
-        cdz_sched_member bm = mem;                                                                       \
+        cdz_segs_member bm = mem;                                                                       \
         bad.member = &bm;                                                                                \
         mutate;                                                                                          \
-        th_expect_status(s, label, cdz_sched_run(&bad, x, L, stems), CDZ_STATUS_INVALID_ARGUMENT);       \
+        th_expect_status(s, label, cdz_segs_run(&bad, x, L, stems), CDZ_STATUS_INVALID_ARGUMENT);       \
         th_check(s, label " message", has(cdz_last_message(), needle), "%s", cdz_last_message());        \
     } while (0)
     EXPECT("overlap 1", bad.opt.overlap = 1.0, "overlap");
@@ -540,17 +540,17 @@ static void test_errors(th_suite *s) {
     EXPECT("total weight 0", bm.weights = wz, "total bag weight of 0");
     int64_t offs[1] = {SR / 2 + 1};
     EXPECT("offset beyond max_shift", (bad.opt.shifts = 1, bad.opt.shift_offsets = offs), "shift offset");
-    th_expect_status(s, "length 0", cdz_sched_run(&cfg, x, 0, stems), CDZ_STATUS_INVALID_ARGUMENT);
-    th_expect_status(s, "NULL mix", cdz_sched_run(&cfg, NULL, L, stems), CDZ_STATUS_INVALID_ARGUMENT);
+    th_expect_status(s, "length 0", cdz_segs_run(&cfg, x, 0, stems), CDZ_STATUS_INVALID_ARGUMENT);
+    th_expect_status(s, "NULL mix", cdz_segs_run(&cfg, NULL, L, stems), CDZ_STATUS_INVALID_ARGUMENT);
     float *none[MAXS] = {0};
-    th_expect_status(s, "no stem requested", cdz_sched_run(&cfg, x, L, none), CDZ_STATUS_INVALID_ARGUMENT);
+    th_expect_status(s, "no stem requested", cdz_segs_run(&cfg, x, L, none), CDZ_STATUS_INVALID_ARGUMENT);
     x[17] = NAN;
-    th_expect_status(s, "NaN in the mix", cdz_sched_run(&cfg, x, L, stems), CDZ_STATUS_INVALID_ARGUMENT);
+    th_expect_status(s, "NaN in the mix", cdz_segs_run(&cfg, x, L, stems), CDZ_STATUS_INVALID_ARGUMENT);
     th_check(s, "names the sample", has(cdz_last_message(), "sample 17"), "%s", cdz_last_message());
     x[17] = 0.f;
     gain.fail_on_call = 2;
     gain.calls = 0;
-    th_expect_status(s, "forward failure propagates", cdz_sched_run(&cfg, x, L, stems), CDZ_STATUS_DEVICE);
+    th_expect_status(s, "forward failure propagates", cdz_segs_run(&cfg, x, L, stems), CDZ_STATUS_DEVICE);
     th_check(s, "prefixed with the member", has(cdz_last_message(), "bag member 0") && has(cdz_last_message(), "call 2"),
              "%s", cdz_last_message());
 #undef EXPECT
@@ -593,16 +593,16 @@ static void test_cuda_staging(th_suite *s) {
         const int64_t L = 1000;
         float *x = rand_track(s, C, L);
         dev_identity d = {s->cuda, S, C, 48};
-        cdz_sched_member mem = {.forward = host_identity_forward, .user = &d, .segment = 40, .forward_length = 48};
-        cdz_sched cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 3};
+        cdz_segs_member mem = {.forward = host_identity_forward, .user = &d, .segment = 40, .forward_length = 48};
+        cdz_segs cfg = {.channels = C, .sources = S, .samplerate = SR, .members = 1, .member = &mem, .batch = 3};
         cdz_separate_options_default(&cfg.opt);
         cfg.opt.shifts = 2;
         float *hs[MAXS], *ds[MAXS];
         float *h = stem_buffer(s, S, C, L, hs), *dv = stem_buffer(s, S, C, L, ds);
-        th_ok(s, "host", cdz_sched_run(&cfg, x, L, hs));
+        th_ok(s, "host", cdz_segs_run(&cfg, x, L, hs));
         mem.forward = dev_identity_forward;
         cfg.ctx = s->cuda;
-        th_ok(s, "cuda", cdz_sched_run(&cfg, x, L, ds));
+        th_ok(s, "cuda", cdz_segs_run(&cfg, x, L, ds));
         th_compare_bytes(s, "cuda-vs-cpu", dv, h, (size_t)S * C * L * sizeof(float));
     }
     th_end(s);
@@ -717,7 +717,7 @@ static void test_htdemucs(th_suite *s, const htd_case *hc) {
         e = ref_entry(s, r, "separate.output", (int64_t)n);
         if (wav && rm && rs && e) {
             float mean, sd;
-            cdz_sched_track_stats(wav->data, C, L, &mean, &sd);
+            cdz_segs_track_stats(wav->data, C, L, &mean, &sd);
             const float want_m = *(const float *)rm->data, want_s = *(const float *)rs->data;
             th_check(s, "track mean", fabsf(mean - want_m) <= 1e-6f * (fabsf(want_m) + 1e-3f), "%.9g vs %.9g",
                      (double)mean, (double)want_m);
