@@ -11,6 +11,7 @@
 int cmd_separate(int argc, char **argv); /* cmd_separate.c */
 int cmd_demo(int argc, char **argv);     /* cmd_demo.c */
 int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
+int cmd_client(int argc, char **argv);   /* cmd_client.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -25,6 +26,8 @@ static void usage(FILE *f) {
             "                    real-time factor on this machine (cadenza demo --help)\n"
             "  serve --model NAME=PATH [options]\n"
             "                    serve models over the wire protocol (cadenza serve --help)\n"
+            "  client models|health|infer|separate\n"
+            "                    talk to a running server (cadenza client --help)\n"
             "  inspect FILE      list the tensors, dtypes, shapes and metadata of a safetensors file\n"
             "  devices           list the devices this build can use\n"
             "  version           print the version and the build's features\n"
@@ -97,6 +100,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "separate")) return cmd_separate(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "client")) return cmd_client(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();
