@@ -6,12 +6,14 @@
  *   options_json {"shifts": 1, "overlap": 0.25, "seed": 0, "transition_power": 1,
  *                 "segment": seconds (0 = the model's)} -- cdz_separate's options
  *
- * Work items are segments (members x max(shifts, 1) x chunks). For now each job runs on its
- * own through the worker's cdz_separator (models/separate.c), which batches the segments of
- * that job only: segments of different tracks do not yet share a batch. Cancellation and the
- * deadline are checked before each job, not between its batches.
- *
- * (Does not include separate.h: its segment scheduler is also named cdz_sched.)
+ * Work items are segments (members x max(shifts, 1) x chunks). run() hands all its jobs to
+ * cdz_separate_tracks (models/separate.c): member by member, the segments of every job fill
+ * the same forward batches (up to the plan's batch), and each output is overlap-added into
+ * its own job in that job's chunk order, so every job's stems are bit-identical to
+ * cdz_separate on it alone. Device memory is the separator's one batch of inputs/outputs;
+ * host memory the jobs' inputs and results. Each job's cancelled flag and deadline are checked
+ * before every batch: a job that fails them contributes no more segments and finishes
+ * CANCELLED / DEADLINE_EXCEEDED while the others go on.
  *
  * defines: cdz_backend_htdemucs
  */
@@ -23,6 +25,7 @@
 #include <jansson.h>
 
 #include "scheduler.h"
+#include "separate.h"
 
 typedef struct hd_model {
     cdz_htdemucs *m;
@@ -202,44 +205,62 @@ static void job_fail(cdz_job *job, cdz_status st, const char *msg) {
     snprintf(job->error.message, sizeof job->error.message, "%s", msg);
 }
 
+/* Between forward batches: a cancelled job or one past its deadline stops contributing. */
+static cdz_status hd_job_check(void *user, int32_t track) {
+    cdz_job *job = ((cdz_job *const *)user)[track];
+    if (atomic_load(&job->cancelled)) return cdz_error_set(CDZ_STATUS_CANCELLED, "cancelled while it ran");
+    if (job->deadline_ns && cdz_now_ns() >= job->deadline_ns)
+        return cdz_error_set(CDZ_STATUS_DEADLINE_EXCEEDED, "deadline exceeded while it ran");
+    return CDZ_STATUS_OK;
+}
+
 static cdz_status hd_run(void *plan, cdz_ctx *ctx, cdz_job *const *jobs, int32_t n) {
     (void)ctx;
     hd_plan *p = plan;
     const cdz_htdemucs_info *in = &p->hm->info;
+    if (n <= 0) return CDZ_STATUS_OK;
+    cdz_separate_track *tr = calloc((size_t)n, sizeof *tr);
+    cdz_job **live = calloc((size_t)n, sizeof *live);
+    if (!tr || !live) {
+        free(tr);
+        free(live);
+        return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "htdemucs: no host memory for %d jobs", n);
+    }
+    int32_t k = 0;
     for (int32_t i = 0; i < n; i++) {
         cdz_job *job = jobs[i];
-        if (atomic_load(&job->cancelled)) {
-            job_fail(job, CDZ_STATUS_CANCELLED, "cancelled before it ran");
+        cdz_status st = hd_job_check(&job, 0);
+        if (st) {
+            job_fail(job, st, st == CDZ_STATUS_CANCELLED ? "cancelled before it ran" : "deadline exceeded before it ran");
             continue;
         }
-        if (job->deadline_ns && cdz_now_ns() >= job->deadline_ns) {
-            job_fail(job, CDZ_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before it ran");
-            continue;
-        }
-        cdz_separate_options o;
-        if (parse_opts(job->options_json, &o)) {
+        cdz_separate_track *t = &tr[k];
+        if (parse_opts(job->options_json, &t->opt)) {
             job_fail(job, CDZ_STATUS_INVALID_ARGUMENT, cdz_last_message());
             continue;
         }
         const cdz_tensor *x = &job->inputs[0];
-        float *stems[CDZ_HTDEMUCS_MAX_SOURCES] = {0};
-        cdz_status st = CDZ_STATUS_OK;
         const int32_t nout = job->n_outputs ? job->n_outputs : in->sources;
         for (int32_t r = 0; r < nout && !st; r++) {
-            int32_t k = job->n_outputs ? source_index(in, job->output_names[r]) : r;
-            cdz_tensor *t;
-            st = cdz_job_add_result(job, in->source_names[k], CDZ_DTYPE_F32, 2, x->shape, &t);
-            if (!st) stems[k] = t->data;
+            int32_t s = job->n_outputs ? source_index(in, job->output_names[r]) : r;
+            cdz_tensor *res;
+            st = cdz_job_add_result(job, in->source_names[s], CDZ_DTYPE_F32, 2, x->shape, &res);
+            if (!st) t->stems[s] = res->data;
         }
-        if (!st) {
-            cdz_audio a = {.data = (float *)x->data, .channels = (int32_t)x->shape[0], .samplerate = in->samplerate,
-                           .frames = x->shape[1]};
-            st = cdz_separate(p->sep, &o, &a, stems);
+        if (st) {
+            job_fail(job, st, cdz_last_message());
+            continue;
         }
-        if (st == CDZ_STATUS_DEVICE || st == CDZ_STATUS_INTERNAL) return st;
-        if (st) job_fail(job, st, cdz_last_message());
+        t->mix = (cdz_audio){.data = (float *)x->data, .channels = (int32_t)x->shape[0],
+                             .samplerate = in->samplerate, .frames = x->shape[1]};
+        live[k++] = job;
     }
-    return CDZ_STATUS_OK;
+    cdz_status st = cdz_separate_tracks(p->sep, tr, k, hd_job_check, live);
+    for (int32_t i = 0; i < k; i++)
+        if (tr[i].status) job_fail(live[i], tr[i].status, tr[i].error.message);
+    free(tr);
+    free(live);
+    return st == CDZ_STATUS_DEVICE || st == CDZ_STATUS_INTERNAL ? st : CDZ_STATUS_OK;
 }
 
 const cdz_backend cdz_backend_htdemucs = {

@@ -3,6 +3,7 @@
  * semantics in separate.h) and its binding to HTDemucs plans (cdz_separator, cdz_separate).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,7 @@ typedef struct sched_view {
 } sched_view;
 
 typedef struct sched_job {
+    int32_t track; /* index into the run's tracks */
     int32_t view;
     int64_t off; /* view coordinate of the chunk */
     int64_t n;   /* chunk length */
@@ -86,7 +88,6 @@ typedef struct sched_state {
     const float *mix;
     int64_t L;
     float *const *stems;
-    bool cuda;
     float mean, scale; /* normalisation: x' = (x - mean) / scale */
     /* current member */
     const cdz_segs_member *mem;
@@ -98,7 +99,6 @@ typedef struct sched_state {
     int32_t nviews;
     int32_t cur_view;
     int64_t cur_off;
-    void *dev_in, *dev_out;
     int64_t done, total;
 } sched_state;
 
@@ -166,49 +166,115 @@ static void accumulate(sched_state *st, const sched_job *j, const float *y) {
     }
 }
 
-static cdz_status queue_batch(sched_state *st, sched_slot *slot) {
-    const cdz_segs *cfg = st->cfg;
-    const size_t in_bytes = (size_t)slot->n * (size_t)cfg->channels * (size_t)st->F * sizeof(float);
-    const size_t out_bytes = in_bytes * (size_t)cfg->sources;
-    if (!st->cuda) return st->mem->forward(st->mem->user, slot->in, slot->out, slot->n);
-    CDZ_TRY(cdz_copy_to_device(cfg->ctx, st->dev_in, slot->in, in_bytes));
-    CDZ_TRY(st->mem->forward(st->mem->user, st->dev_in, st->dev_out, slot->n));
-    return cdz_copy_to_host(cfg->ctx, slot->out, st->dev_out, out_bytes);
+/* ------------------------------------------------------------------------------------
+ * multi-track runs: the chunks of every live track of one member share batches
+ * ---------------------------------------------------------------------------------- */
+/* One track of a run: its own configuration copy (options, per-member segment), its
+ * apply_model state, and whether it still contributes chunks. */
+typedef struct track_run {
+    cdz_segs cfg;
+    cdz_segs_member mem[CDZ_SCHED_MAX_MEMBERS];
+    cdz_segs_track *t;
+    sched_state st;
+    int64_t *offsets;
+    float totals[CDZ_SCHED_MAX_SOURCES];
+    bool run[CDZ_SCHED_MAX_MEMBERS];
+    bool live;
+} track_run;
+
+typedef struct multi_state {
+    const cdz_segs *cfg;
+    track_run *tr;
+    int32_t n;
+    int32_t m;   /* current member */
+    int32_t cur; /* track being split into chunks */
+    int64_t F;
+    bool cuda;
+    void *dev_in, *dev_out;
+    cdz_segs_check_fn check;
+    void *check_user;
+} multi_state;
+
+static void track_drop(track_run *r, cdz_status st) {
+    r->live = false;
+    r->t->status = st;
+    r->t->error = *cdz_last_error();
+    if (r->t->error.code != st) {
+        r->t->error.code = st;
+        r->t->error.retryable = cdz_status_retryable(st);
+        snprintf(r->t->error.message, sizeof r->t->error.message, "%s", cdz_status_name(st));
+    }
 }
 
-static void fill_slot(sched_state *st, sched_slot *slot) {
-    const cdz_segs *cfg = st->cfg;
+/* Between batches: tracks whose check fails (cancelled, past their deadline) stop here. */
+static void poll_tracks(multi_state *ms) {
+    if (!ms->check) return;
+    for (int32_t i = 0; i < ms->n; i++) {
+        if (!ms->tr[i].live) continue;
+        cdz_error_clear();
+        const cdz_status st = ms->check(ms->check_user, i);
+        if (st != CDZ_STATUS_OK) track_drop(&ms->tr[i], st);
+    }
+}
+
+static cdz_status queue_batch(multi_state *ms, sched_slot *slot) {
+    const cdz_segs *cfg = ms->cfg;
+    const cdz_segs_member *mem = &cfg->member[ms->m];
+    const size_t in_bytes = (size_t)slot->n * (size_t)cfg->channels * (size_t)ms->F * sizeof(float);
+    const size_t out_bytes = in_bytes * (size_t)cfg->sources;
+    if (!ms->cuda) return mem->forward(mem->user, slot->in, slot->out, slot->n);
+    CDZ_TRY(cdz_copy_to_device(cfg->ctx, ms->dev_in, slot->in, in_bytes));
+    CDZ_TRY(mem->forward(mem->user, ms->dev_in, ms->dev_out, slot->n));
+    return cdz_copy_to_host(cfg->ctx, slot->out, ms->dev_out, out_bytes);
+}
+
+/* The next chunks of the current member, track after track (each track's own chunk order). */
+static void fill_slot(multi_state *ms, sched_slot *slot) {
+    const cdz_segs *cfg = ms->cfg;
+    poll_tracks(ms);
     slot->n = 0;
-    while (slot->n < cfg->batch && next_job(st, &slot->jobs[slot->n])) {
-        fill_window(st, &slot->jobs[slot->n],
-                    slot->in + (size_t)slot->n * (size_t)cfg->channels * (size_t)st->F);
+    while (slot->n < cfg->batch && ms->cur < ms->n) {
+        track_run *r = &ms->tr[ms->cur];
+        sched_job *j = &slot->jobs[slot->n];
+        if (!r->live || !r->run[ms->m] || !next_job(&r->st, j)) {
+            ms->cur++;
+            continue;
+        }
+        j->track = ms->cur;
+        fill_window(&r->st, j, slot->in + (size_t)slot->n * (size_t)cfg->channels * (size_t)ms->F);
         slot->n++;
     }
 }
 
-static void drain_slot(sched_state *st, const sched_slot *slot) {
-    const cdz_segs *cfg = st->cfg;
-    const size_t item = (size_t)cfg->sources * (size_t)cfg->channels * (size_t)st->F;
-    for (int32_t i = 0; i < slot->n; i++) accumulate(st, &slot->jobs[i], slot->out + (size_t)i * item);
-    st->done += slot->n;
-    if (cfg->opt.progress) cfg->opt.progress(cfg->opt.progress_user, st->done, st->total);
+static void drain_slot(multi_state *ms, const sched_slot *slot) {
+    const cdz_segs *cfg = ms->cfg;
+    const size_t item = (size_t)cfg->sources * (size_t)cfg->channels * (size_t)ms->F;
+    for (int32_t i = 0; i < slot->n; i++) {
+        track_run *r = &ms->tr[slot->jobs[i].track];
+        if (!r->live) continue; /* dropped while this batch ran */
+        accumulate(&r->st, &slot->jobs[i], slot->out + (size_t)i * item);
+        r->st.done++;
+        /* a track's chunks are contiguous in a slot: report once per slot and track */
+        if (r->cfg.opt.progress && (i + 1 == slot->n || slot->jobs[i + 1].track != slot->jobs[i].track))
+            r->cfg.opt.progress(r->cfg.opt.progress_user, r->st.done, r->st.total);
+    }
 }
 
 /* All chunks of the current member through its forward, two slots in flight:
  * while the device runs one batch, the host drains the previous one and fills the next. */
-static cdz_status run_member(sched_state *st, sched_slot slots[2]) {
-    cdz_ctx *ctx = st->cfg->ctx;
-    fill_slot(st, &slots[0]);
+static cdz_status run_member(multi_state *ms, sched_slot slots[2]) {
+    cdz_ctx *ctx = ms->cfg->ctx;
+    fill_slot(ms, &slots[0]);
     if (slots[0].n == 0) return CDZ_STATUS_OK;
-    CDZ_TRY(queue_batch(st, &slots[0]));
-    fill_slot(st, &slots[1]);
+    CDZ_TRY(queue_batch(ms, &slots[0]));
+    fill_slot(ms, &slots[1]);
     for (int a = 0;; a ^= 1) {
         sched_slot *done = &slots[a], *next = &slots[a ^ 1];
-        if (st->cuda) CDZ_TRY(cdz_ctx_sync(ctx));
-        if (next->n > 0) CDZ_TRY(queue_batch(st, next));
-        drain_slot(st, done);
+        if (ms->cuda) CDZ_TRY(cdz_ctx_sync(ctx));
+        if (next->n > 0) CDZ_TRY(queue_batch(ms, next));
+        drain_slot(ms, done);
         if (next->n == 0) return CDZ_STATUS_OK;
-        fill_slot(st, done);
+        fill_slot(ms, done);
     }
 }
 
@@ -331,67 +397,147 @@ static cdz_status ensure_buffers(cdz_segs_buffers *b, size_t in_elems, size_t ou
     return CDZ_STATUS_OK;
 }
 
-cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems) {
-    CDZ_REQUIRE(cfg, "separate: no configuration");
-    CDZ_TRY(check_config(cfg, mix, length, stems));
-    const cdz_separate_options *o = &cfg->opt;
-    const int32_t C = cfg->channels, S = cfg->sources, M = cfg->members;
+/* A track's configuration and apply_model state before its first chunk (offsets member-major
+ * as apply_model's recursion draws them, per-member bag totals, chunk count). */
+static cdz_status track_setup(const cdz_segs *cfg, track_run *r, bool checked, int64_t *max_F) {
+    cdz_segs_track *t = r->t;
+    const cdz_separate_options *o = &t->opt;
+    const int32_t S = cfg->sources, M = cfg->members;
     const int64_t max_shift = cfg->samplerate / 2;
     const int32_t nviews = o->shifts > 0 ? o->shifts : 1;
-
-    sched_state st;
-    memset(&st, 0, sizeof st);
-    st.cfg = cfg;
-    st.mix = mix;
-    st.L = length;
-    st.stems = stems;
-    st.cuda = cfg->ctx && cdz_ctx_device(cfg->ctx).kind == CDZ_DEVICE_CUDA;
-    st.mean = 0.f;
-    st.scale = 1.f;
-    if (o->normalize) {
-        float sd;
-        cdz_segs_track_stats(mix, C, length, &st.mean, &sd);
-        st.scale = sd + 1e-8f;
-    }
-
-    /* offsets (member-major, as apply_model's recursion draws them) and per-member totals */
-    int64_t *offsets = NULL;
-    float totals[CDZ_SCHED_MAX_SOURCES];
-    bool run[CDZ_SCHED_MAX_MEMBERS];
-    if (o->shifts > 0) {
-        offsets = malloc((size_t)M * (size_t)o->shifts * sizeof *offsets);
-        if (!offsets) return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory");
-        if (o->shift_offsets) memcpy(offsets, o->shift_offsets, (size_t)M * (size_t)o->shifts * sizeof *offsets);
-        else cdz_segs_draw_offsets(o->seed, M, o->shifts, max_shift, offsets);
-    }
-    for (int32_t s = 0; s < S; s++) {
-        totals[s] = 0.f;
-        for (int32_t m = 0; m < M; m++) totals[s] += cfg->member[m].weights ? cfg->member[m].weights[s] : 1.f;
-    }
-    /* a member whose weights are 0 for every requested stem cannot change the result */
-    int64_t max_F = 0, max_seg = 0;
+    r->cfg = *cfg;
+    r->cfg.opt = *o;
+    r->cfg.member = r->mem;
     for (int32_t m = 0; m < M; m++) {
         const cdz_segs_member *mm = &cfg->member[m];
-        run[m] = false;
+        r->mem[m] = *mm;
+        /* every track of a member shares its batches: one forward length for all of them */
+        r->mem[m].forward_length = mm->forward_length ? mm->forward_length : mm->segment;
+        if (t->segment) r->mem[m].segment = t->segment[m];
+    }
+    if (!checked) CDZ_TRY(check_config(&r->cfg, t->mix, t->length, t->stems));
+    sched_state *st = &r->st;
+    st->cfg = &r->cfg;
+    st->mix = t->mix;
+    st->L = t->length;
+    st->stems = t->stems;
+    st->mean = 0.f;
+    st->scale = 1.f;
+    if (o->normalize) {
+        float sd;
+        cdz_segs_track_stats(t->mix, cfg->channels, t->length, &st->mean, &sd);
+        st->scale = sd + 1e-8f;
+    }
+    if (o->shifts > 0) {
+        r->offsets = malloc((size_t)M * (size_t)o->shifts * sizeof *r->offsets);
+        if (!r->offsets) return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory");
+        if (o->shift_offsets) memcpy(r->offsets, o->shift_offsets, (size_t)M * (size_t)o->shifts * sizeof *r->offsets);
+        else cdz_segs_draw_offsets(o->seed, M, o->shifts, max_shift, r->offsets);
+    }
+    for (int32_t s = 0; s < S; s++) {
+        r->totals[s] = 0.f;
+        for (int32_t m = 0; m < M; m++) r->totals[s] += r->mem[m].weights ? r->mem[m].weights[s] : 1.f;
+    }
+    /* a member whose weights are 0 for every requested stem cannot change the result */
+    int64_t max_seg = 0;
+    for (int32_t m = 0; m < M; m++) {
+        const cdz_segs_member *mm = &r->mem[m];
+        r->run[m] = false;
         for (int32_t s = 0; s < S; s++)
-            if (stems[s] && (mm->weights ? mm->weights[s] : 1.f) != 0.f) run[m] = true;
-        if (!run[m]) continue;
-        const int64_t F = mm->forward_length ? mm->forward_length : mm->segment;
+            if (t->stems[s] && (mm->weights ? mm->weights[s] : 1.f) != 0.f) r->run[m] = true;
+        if (!r->run[m]) continue;
         const int64_t stride = (int64_t)((1.0 - o->overlap) * (double)mm->segment);
-        if (F > max_F) max_F = F;
+        if (mm->forward_length > *max_F) *max_F = mm->forward_length;
         if (mm->segment > max_seg) max_seg = mm->segment;
         for (int32_t v = 0; v < nviews; v++) {
-            const int64_t len = o->shifts > 0 ? length + max_shift - offsets[(size_t)m * (size_t)o->shifts + (size_t)v]
-                                              : length;
-            st.total += cdz_segs_chunk_count(len, stride);
+            const int64_t len = o->shifts > 0
+                                    ? t->length + max_shift - r->offsets[(size_t)m * (size_t)o->shifts + (size_t)v]
+                                    : t->length;
+            st->total += cdz_segs_chunk_count(len, stride);
         }
     }
+    st->views = malloc((size_t)nviews * sizeof *st->views);
+    st->w = malloc((size_t)(max_seg > 0 ? max_seg : 1) * sizeof(float));
+    st->sumw = malloc((size_t)(max_seg > 0 ? max_seg : 1) * sizeof(float));
+    if (!st->views || !st->w || !st->sumw)
+        return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory for the scheduler");
+    return CDZ_STATUS_OK;
+}
 
+/* Member m's transition weights, bag coefficients and shifted views for one track. */
+static void member_setup(const cdz_segs *cfg, track_run *r, int32_t m) {
+    const cdz_separate_options *o = &r->cfg.opt;
+    sched_state *st = &r->st;
+    const cdz_segs_member *mm = &r->mem[m];
+    const int64_t max_shift = cfg->samplerate / 2, length = st->L;
+    const int32_t nviews = o->shifts > 0 ? o->shifts : 1;
+    st->mem = mm;
+    st->seg = mm->segment;
+    st->F = mm->forward_length;
+    st->stride = (int64_t)((1.0 - o->overlap) * (double)mm->segment);
+    /* weight = cat(arange(1, seg//2 + 1), arange(seg - seg//2, 0, -1)) / max, ^ power (f32) */
+    const int64_t half = st->seg / 2, wmax = st->seg - half;
+    for (int64_t i = 0; i < st->seg; i++) {
+        const int64_t a = i < half ? i + 1 : st->seg - i;
+        float w = (float)a / (float)wmax;
+        st->w[i] = o->transition_power == 1.0 ? w : powf(w, (float)o->transition_power);
+    }
+    for (int32_t s = 0; s < cfg->sources; s++) {
+        const float wk = mm->weights ? mm->weights[s] : 1.f;
+        st->coef[s] = wk / r->totals[s] / (float)nviews;
+    }
+    st->nviews = nviews;
+    for (int32_t v = 0; v < nviews; v++) {
+        if (o->shifts > 0) {
+            const int64_t off = r->offsets[(size_t)m * (size_t)o->shifts + (size_t)v];
+            st->views[v].start = off - max_shift;
+            st->views[v].len = length + max_shift - off;
+        } else {
+            st->views[v].start = 0;
+            st->views[v].len = length;
+        }
+    }
+    st->cur_view = 0;
+    st->cur_off = 0;
+}
+
+static cdz_status run_tracks(const cdz_segs *cfg, cdz_segs_track *tracks, int32_t n, cdz_segs_check_fn check,
+                             void *check_user, bool checked) {
+    const int32_t C = cfg->channels, S = cfg->sources, M = cfg->members;
     cdz_status status = CDZ_STATUS_OK;
     sched_slot slots[2];
     memset(slots, 0, sizeof slots);
     cdz_segs_buffers local = {0}, *bufs = cfg->buffers ? cfg->buffers : &local;
-    cdz_arena *arena = st.cuda ? cdz_ctx_arena(cfg->ctx) : NULL;
+    multi_state ms;
+    memset(&ms, 0, sizeof ms);
+    ms.cfg = cfg;
+    ms.n = n;
+    ms.check = check;
+    ms.check_user = check_user;
+    ms.cuda = cfg->ctx && cdz_ctx_device(cfg->ctx).kind == CDZ_DEVICE_CUDA;
+    ms.tr = calloc((size_t)n, sizeof *ms.tr);
+    if (!ms.tr) return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory for %d tracks", n);
+
+    int64_t max_F = 0;
+    int32_t live = 0;
+    for (int32_t i = 0; i < n; i++) {
+        track_run *r = &ms.tr[i];
+        r->t = &tracks[i];
+        r->live = true;
+        tracks[i].status = CDZ_STATUS_OK;
+        memset(&tracks[i].error, 0, sizeof tracks[i].error);
+        cdz_error_clear();
+        cdz_status st = track_setup(cfg, r, checked, &max_F);
+        if (st != CDZ_STATUS_OK) {
+            if (!checked) cdz_error_prefix("separate: track %d: ", i);
+            track_drop(r, st);
+        } else {
+            live++;
+        }
+    }
+    if (!live) goto done;
+
+    cdz_arena *arena = ms.cuda ? cdz_ctx_arena(cfg->ctx) : NULL;
     const size_t in_elems = (size_t)cfg->batch * (size_t)C * (size_t)max_F;
     const size_t out_elems = in_elems * (size_t)S;
     if ((uint64_t)max_F > ((uint64_t)1 << 40) / (uint64_t)cfg->batch / (uint64_t)C / (uint64_t)S) {
@@ -399,15 +545,12 @@ cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, f
                                cfg->batch, (long long)max_F);
         goto done;
     }
-    st.views = malloc((size_t)nviews * sizeof *st.views);
-    st.w = malloc((size_t)max_seg * sizeof(float));
-    st.sumw = malloc((size_t)max_seg * sizeof(float));
     for (int i = 0; i < 2; i++) slots[i].jobs = malloc((size_t)cfg->batch * sizeof(sched_job));
-    if (!st.views || !st.w || !st.sumw || !slots[0].jobs || !slots[1].jobs) {
+    if (!slots[0].jobs || !slots[1].jobs) {
         status = cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory for the scheduler");
         goto done;
     }
-    if (st.cuda && !arena) {
+    if (ms.cuda && !arena) {
         status = cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "separate: the CUDA context has no arena");
         goto done;
     }
@@ -417,70 +560,88 @@ cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, f
         slots[i].in = bufs->in[i];
         slots[i].out = bufs->out[i];
     }
-    st.dev_in = bufs->dev_in;
-    st.dev_out = bufs->dev_out;
+    ms.dev_in = bufs->dev_in;
+    ms.dev_out = bufs->dev_out;
 
-    for (int32_t s = 0; s < S; s++)
-        if (stems[s]) memset(stems[s], 0, (size_t)C * (size_t)length * sizeof(float));
+    for (int32_t i = 0; i < n; i++) {
+        const cdz_segs_track *t = &tracks[i];
+        if (!ms.tr[i].live) continue;
+        for (int32_t s = 0; s < S; s++)
+            if (t->stems[s]) memset(t->stems[s], 0, (size_t)C * (size_t)t->length * sizeof(float));
+    }
     for (int32_t m = 0; m < M; m++) {
-        if (!run[m]) continue;
-        const cdz_segs_member *mm = &cfg->member[m];
-        st.mem = mm;
-        st.seg = mm->segment;
-        st.F = mm->forward_length ? mm->forward_length : mm->segment;
-        st.stride = (int64_t)((1.0 - o->overlap) * (double)mm->segment);
-        /* weight = cat(arange(1, seg//2 + 1), arange(seg - seg//2, 0, -1)) / max, ^ power (f32) */
-        const int64_t half = st.seg / 2, wmax = st.seg - half;
-        for (int64_t i = 0; i < st.seg; i++) {
-            const int64_t a = i < half ? i + 1 : st.seg - i;
-            float w = (float)a / (float)wmax;
-            st.w[i] = o->transition_power == 1.0 ? w : powf(w, (float)o->transition_power);
+        bool any = false;
+        for (int32_t i = 0; i < n; i++) {
+            track_run *r = &ms.tr[i];
+            if (!r->live || !r->run[m]) continue;
+            member_setup(cfg, r, m);
+            any = true;
         }
-        for (int32_t s = 0; s < S; s++) {
-            const float wk = mm->weights ? mm->weights[s] : 1.f;
-            st.coef[s] = wk / totals[s] / (float)nviews;
-        }
-        st.nviews = nviews;
-        for (int32_t v = 0; v < nviews; v++) {
-            if (o->shifts > 0) {
-                const int64_t off = offsets[(size_t)m * (size_t)o->shifts + (size_t)v];
-                st.views[v].start = off - max_shift;
-                st.views[v].len = length + max_shift - off;
-            } else {
-                st.views[v].start = 0;
-                st.views[v].len = length;
-            }
-        }
-        st.cur_view = 0;
-        st.cur_off = 0;
-        status = run_member(&st, slots);
+        if (!any) continue;
+        ms.m = m;
+        ms.F = cfg->member[m].forward_length ? cfg->member[m].forward_length : cfg->member[m].segment;
+        ms.cur = 0;
+        status = run_member(&ms, slots);
         if (status != CDZ_STATUS_OK) {
             cdz_error_prefix("separate: bag member %d", m);
             goto done;
         }
     }
-    if (o->normalize) {
+    poll_tracks(&ms); /* a track cancelled during the last batch finishes as cancelled */
+    for (int32_t i = 0; i < n; i++) {
+        const track_run *r = &ms.tr[i];
+        if (!r->live || !r->cfg.opt.normalize) continue;
         for (int32_t s = 0; s < S; s++) {
-            if (!stems[s]) continue;
-            float *y = stems[s];
-            for (size_t i = 0; i < (size_t)C * (size_t)length; i++) y[i] = y[i] * st.scale + st.mean;
+            if (!r->t->stems[s]) continue;
+            float *y = r->t->stems[s];
+            for (size_t k = 0; k < (size_t)C * (size_t)r->t->length; k++) y[k] = y[k] * r->st.scale + r->st.mean;
         }
     }
 
 done:
-    if (status != CDZ_STATUS_OK && st.cuda) {
-        /* work may still be queued on the buffers about to be freed */
-        cdz_error saved = *cdz_last_error();
-        cdz_ctx_sync(cfg->ctx);
-        cdz_error_set(saved.code, "%s", saved.message);
+    if (status != CDZ_STATUS_OK) {
+        if (ms.cuda) {
+            /* work may still be queued on the buffers about to be freed */
+            cdz_error saved = *cdz_last_error();
+            cdz_ctx_sync(cfg->ctx);
+            cdz_error_set(saved.code, "%s", saved.message);
+        }
+        for (int32_t i = 0; i < n; i++)
+            if (ms.tr[i].live) track_drop(&ms.tr[i], status);
     }
     if (bufs == &local) cdz_segs_buffers_free(&local);
     for (int i = 0; i < 2; i++) free(slots[i].jobs);
-    free(st.views);
-    free(st.w);
-    free(st.sumw);
-    free(offsets);
+    for (int32_t i = 0; i < n; i++) {
+        free(ms.tr[i].st.views);
+        free(ms.tr[i].st.w);
+        free(ms.tr[i].st.sumw);
+        free(ms.tr[i].offsets);
+    }
+    free(ms.tr);
     return status;
+}
+
+cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems) {
+    CDZ_REQUIRE(cfg, "separate: no configuration");
+    CDZ_TRY(check_config(cfg, mix, length, stems));
+    cdz_segs_track t = {.mix = mix, .length = length, .stems = stems, .opt = cfg->opt};
+    const cdz_status st = run_tracks(cfg, &t, 1, NULL, NULL, true);
+    if (st == CDZ_STATUS_OK && t.status != CDZ_STATUS_OK)
+        return cdz_error_set(t.status, "%s", t.error.message);
+    return st;
+}
+
+cdz_status cdz_segs_run_tracks(const cdz_segs *cfg, cdz_segs_track *tracks, int32_t n, cdz_segs_check_fn check,
+                               void *check_user) {
+    CDZ_REQUIRE(cfg, "separate: no configuration");
+    CDZ_REQUIRE(n >= 0 && (n == 0 || tracks), "separate: %d tracks", n);
+    CDZ_REQUIRE(cfg->channels >= 1 && cfg->sources >= 1 && cfg->sources <= CDZ_SCHED_MAX_SOURCES &&
+                    cfg->members >= 1 && cfg->members <= CDZ_SCHED_MAX_MEMBERS && cfg->member && cfg->batch >= 1 &&
+                    cfg->samplerate >= 1,
+                "separate: %d channels, %d sources, %d members, batch %d, %d Hz", cfg->channels, cfg->sources,
+                cfg->members, cfg->batch, cfg->samplerate);
+    if (n == 0) return CDZ_STATUS_OK;
+    return run_tracks(cfg, tracks, n, check, check_user, false);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -578,9 +739,21 @@ static cdz_status htdemucs_segment(void *user, const float *in, float *out, int3
     return cdz_htdemucs_forward(plan, &x, &y);
 }
 
-cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const cdz_audio *mix,
-                        float *const *stems) {
-    CDZ_REQUIRE(s && opt && mix && stems, "separate: separator, options, mix and stems are required");
+/* The caller's check sees its own track numbers (failed tracks are not in the run). */
+typedef struct sep_check_ctx {
+    cdz_segs_check_fn fn;
+    void *user;
+    const int32_t *idx;
+} sep_check_ctx;
+
+static cdz_status sep_check(void *user, int32_t track) {
+    const sep_check_ctx *c = user;
+    return c->fn(c->user, c->idx[track]);
+}
+
+/* cdz_separate's checks of one track; seg[m]: each member's chunk length for its options. */
+static cdz_status separate_check(const cdz_separator *s, const cdz_separate_options *opt, const cdz_audio *mix,
+                                 int64_t *seg) {
     const cdz_htdemucs_info *info = &s->info;
     CDZ_REQUIRE(mix->data && mix->frames >= 1, "separate: the track is empty");
     CDZ_REQUIRE(mix->channels == info->audio_channels,
@@ -591,30 +764,36 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
                 mix->samplerate, info->samplerate);
     CDZ_REQUIRE(opt->segment_seconds == 0.0 || (isfinite(opt->segment_seconds) && opt->segment_seconds > 0.0),
                 "separate: segment of %g s (must be > 0; 0 for the model's)", opt->segment_seconds);
-    cdz_segs_member members[CDZ_HTDEMUCS_MAX_MEMBERS];
     for (int32_t m = 0; m < info->members; m++) {
         const int64_t train = info->member_segment[m];
-        int64_t seg = train;
+        seg[m] = train;
         if (opt->segment_seconds > 0.0) {
             /* apply_model: int(samplerate * segment) */
             const double v = (double)info->samplerate * opt->segment_seconds;
-            seg = v >= 9.2e18 ? INT64_MAX : (int64_t)v;
-            CDZ_REQUIRE(seg >= 1, "separate: a segment of %g s is less than one sample", opt->segment_seconds);
-            CDZ_REQUIRE(seg <= train,
+            seg[m] = v >= 9.2e18 ? INT64_MAX : (int64_t)v;
+            CDZ_REQUIRE(seg[m] >= 1, "separate: a segment of %g s is less than one sample", opt->segment_seconds);
+            CDZ_REQUIRE(seg[m] <= train,
                         "separate: segment %g s (%lld samples) is longer than bag member %d was trained on "
                         "(%.4g s, %lld samples); a Transformer model cannot run longer segments",
-                        opt->segment_seconds, (long long)seg, m, (double)train / info->samplerate,
+                        opt->segment_seconds, (long long)seg[m], m, (double)train / info->samplerate,
                         (long long)train);
         }
+    }
+    return CDZ_STATUS_OK;
+}
+
+/* The scheduler's view of the separator's members (chunk lengths: seg, or the trained ones). */
+static cdz_segs separator_cfg(cdz_separator *s, const int64_t *seg, cdz_segs_member *members) {
+    const cdz_htdemucs_info *info = &s->info;
+    for (int32_t m = 0; m < info->members; m++)
         members[m] = (cdz_segs_member){
             .forward = htdemucs_segment,
             .user = &s->bind[m],
-            .segment = seg,
-            .forward_length = train,
+            .segment = seg ? seg[m] : info->member_segment[m],
+            .forward_length = info->member_segment[m],
             .weights = info->weights[m],
         };
-    }
-    cdz_segs cfg = {
+    return (cdz_segs){
         .channels = info->audio_channels,
         .sources = info->sources,
         .samplerate = info->samplerate,
@@ -623,7 +802,66 @@ cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const
         .batch = s->batch,
         .ctx = s->ctx,
         .buffers = &s->buffers,
-        .opt = *opt,
     };
+}
+
+cdz_status cdz_separate(cdz_separator *s, const cdz_separate_options *opt, const cdz_audio *mix,
+                        float *const *stems) {
+    CDZ_REQUIRE(s && opt && mix && stems, "separate: separator, options, mix and stems are required");
+    int64_t seg[CDZ_HTDEMUCS_MAX_MEMBERS];
+    CDZ_TRY(separate_check(s, opt, mix, seg));
+    cdz_segs_member members[CDZ_HTDEMUCS_MAX_MEMBERS];
+    cdz_segs cfg = separator_cfg(s, seg, members);
+    cfg.opt = *opt;
     return cdz_segs_run(&cfg, mix->data, mix->frames, stems);
+}
+
+cdz_status cdz_separate_tracks(cdz_separator *s, cdz_separate_track *tracks, int32_t n, cdz_segs_check_fn check,
+                               void *check_user) {
+    CDZ_REQUIRE(s && n >= 0 && (n == 0 || tracks), "separate: separator and tracks are required");
+    if (n == 0) return CDZ_STATUS_OK;
+    const int32_t M = s->info.members;
+    cdz_segs_track *st = calloc((size_t)n, sizeof *st);
+    int64_t *seg = calloc((size_t)n * (size_t)M, sizeof *seg);
+    if (!st || !seg) {
+        free(st);
+        free(seg);
+        return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory for %d tracks", n);
+    }
+    /* tracks that fail cdz_separate's checks are left out of the run */
+    int32_t k = 0;
+    int32_t *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) {
+        free(st);
+        free(seg);
+        return cdz_error_set(CDZ_STATUS_OUT_OF_MEMORY, "separate: no host memory for %d tracks", n);
+    }
+    for (int32_t i = 0; i < n; i++) {
+        cdz_separate_track *t = &tracks[i];
+        t->status = CDZ_STATUS_OK;
+        memset(&t->error, 0, sizeof t->error);
+        cdz_error_clear();
+        int64_t *sg = seg + (size_t)k * (size_t)M;
+        if (separate_check(s, &t->opt, &t->mix, sg) != CDZ_STATUS_OK) {
+            t->error = *cdz_last_error();
+            t->status = t->error.code;
+            continue;
+        }
+        st[k] = (cdz_segs_track){.mix = t->mix.data, .length = t->mix.frames, .stems = t->stems, .opt = t->opt,
+                                 .segment = sg};
+        idx[k++] = i;
+    }
+    cdz_segs_member members[CDZ_HTDEMUCS_MAX_MEMBERS];
+    cdz_segs cfg = separator_cfg(s, NULL, members);
+    cdz_separate_options_default(&cfg.opt);
+    sep_check_ctx cc = {check, check_user, idx};
+    cdz_status status = k ? cdz_segs_run_tracks(&cfg, st, k, check ? sep_check : NULL, &cc) : CDZ_STATUS_OK;
+    for (int32_t j = 0; j < k; j++) {
+        tracks[idx[j]].status = st[j].status;
+        tracks[idx[j]].error = st[j].error;
+    }
+    free(idx);
+    free(st);
+    free(seg);
+    return status;
 }

@@ -40,9 +40,18 @@
  * `batch`; with a CUDA context the next batch is staged while the device runs the current
  * one (two pinned buffers, one stream).
  *
+ * Several tracks (cdz_segs_run_tracks, cdz_separate_tracks): member by member, the chunks of
+ * every track (track after track, each in its own view/chunk order) fill the same batches, so
+ * a batch mixes segments of different tracks. Each output is accumulated into its own track in
+ * that track's chunk order with the arithmetic above: every track's stems are bit-identical
+ * to a run of that track alone (given a forward whose items do not depend on their batch
+ * neighbours). Before each batch is filled a check callback may drop a track (cancelled, past
+ * its deadline): it contributes no further chunks and reports the callback's status.
+ *
  * defines: cdz_segment_fn, cdz_segs_member, cdz_segs_buffers, cdz_segs_buffers_free, cdz_segs,
  *          cdz_segs_run, cdz_segs_draw_offsets, cdz_segs_chunk_count, cdz_segs_track_stats,
- *          CDZ_SCHED_MAX_MEMBERS, CDZ_SCHED_MAX_SOURCES
+ *          cdz_segs_track, cdz_segs_check_fn, cdz_segs_run_tracks, cdz_separate_track,
+ *          cdz_separate_tracks, CDZ_SCHED_MAX_MEMBERS, CDZ_SCHED_MAX_SOURCES
  */
 #ifndef CDZ_MODELS_SEPARATE_H
 #define CDZ_MODELS_SEPARATE_H
@@ -96,6 +105,41 @@ typedef struct cdz_segs {
 
 /* mix [C, length] host planar; stems[k] [C, length] host or NULL (skipped). */
 cdz_status cdz_segs_run(const cdz_segs *cfg, const float *mix, int64_t length, float *const *stems);
+
+/* One track of a multi-track run. */
+typedef struct cdz_segs_track {
+    const float *mix;        /* [C, length] host planar */
+    int64_t length;
+    float *const *stems;     /* [sources]: [C, length] host or NULL (skipped) */
+    cdz_separate_options opt;
+    const int64_t *segment;  /* [members] chunk lengths (<= each member's forward length);
+                                NULL: each member's segment */
+    cdz_status status;       /* out: OK, the check's status, or this track's own error */
+    cdz_error error;         /* out: the message when status != OK */
+} cdz_segs_track;
+
+/* Called between batches for every track still running; non-OK (with the thread's error set)
+ * drops the track with that status. */
+typedef cdz_status (*cdz_segs_check_fn)(void *user, int32_t track);
+
+/* Runs tracks[0..n) with shared batches (cfg->opt is not used: each track's opt is). A track
+ * with an invalid configuration fails alone (its status). Returns non-OK when the forward or a
+ * copy fails or nothing can be allocated: then every track still running has that status. */
+cdz_status cdz_segs_run_tracks(const cdz_segs *cfg, cdz_segs_track *tracks, int32_t n, cdz_segs_check_fn check,
+                               void *check_user);
+
+/* cdz_separate for several tracks through one separator: the same checks per track (a track
+ * that fails them fails alone), then cdz_segs_run_tracks. */
+typedef struct cdz_separate_track {
+    cdz_audio mix;
+    cdz_separate_options opt;
+    float *stems[CDZ_SCHED_MAX_SOURCES]; /* by source index; NULL: not requested */
+    cdz_status status;                   /* out */
+    cdz_error error;                     /* out */
+} cdz_separate_track;
+
+cdz_status cdz_separate_tracks(cdz_separator *s, cdz_separate_track *tracks, int32_t n, cdz_segs_check_fn check,
+                               void *check_user);
 
 /* The shift offsets cdz_segs_run draws for `seed`: out[m * shifts + i] in [0, max_shift],
  * member-major like apply_model's recursion (xoshiro256** seeded by splitmix64, unbiased). */
