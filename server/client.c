@@ -22,6 +22,7 @@ struct cdz_client {
     int fd;
     int timeout_ms;
     uint32_t max_body;
+    uint16_t max_streams;
     uint8_t *buf; /* one frame at a time, from its start: payload views stay 8-aligned */
     size_t cap;
     uint8_t *sbuf;
@@ -179,7 +180,10 @@ cdz_status cdz_client_connect(const char *addr, const char *api_key, int timeout
     if (st == CDZ_STATUS_OK && m->h.type == CDZ_PROTO_ERROR) st = cdz_proto_error_raise(m);
     else if (st == CDZ_STATUS_OK && m->h.type != CDZ_PROTO_WELCOME)
         st = cdz_error_set(CDZ_STATUS_IO, "client: expected WELCOME, got %s", cdz_proto_type_name(m->h.type));
-    if (st == CDZ_STATUS_OK) c->max_body = m->max_body;
+    if (st == CDZ_STATUS_OK) {
+        c->max_body = m->max_body;
+        c->max_streams = m->max_streams;
+    }
     free(m);
     if (st != CDZ_STATUS_OK) {
         cdz_error saved = *cdz_last_error();
@@ -245,4 +249,60 @@ cdz_status cdz_client_cancel(cdz_client *c, uint64_t request_id) {
     uint8_t frame[CDZ_PROTO_HEADER_SIZE];
     CDZ_TRY(cdz_proto_encode_empty(frame, sizeof frame, CDZ_PROTO_CANCEL, request_id, 0, 0, &n));
     return cdz_client_send_raw(c, frame, n);
+}
+
+/* ---- streams ---- */
+
+uint16_t cdz_client_max_streams(const cdz_client *c) { return c->max_streams; }
+
+cdz_status cdz_client_stream_open(cdz_client *c, uint64_t request_id, uint64_t stream_id, const char *model,
+                                  int n_outputs, const char *const *outputs, uint64_t deadline_us,
+                                  cdz_proto_msg *m) {
+    if (n_outputs < 0 || n_outputs > CDZ_PROTO_MAX_OUTPUTS)
+        return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "client: %d stream outputs", n_outputs);
+    cdz_proto_msg_init(m, CDZ_PROTO_STREAM_OPEN);
+    m->h.request_id = request_id;
+    m->h.stream_id = stream_id;
+    m->h.deadline_us = deadline_us;
+    snprintf(m->model, sizeof m->model, "%s", model);
+    m->n_outputs = (uint32_t)n_outputs;
+    for (int i = 0; i < n_outputs; i++) snprintf(m->outputs[i], sizeof m->outputs[i], "%s", outputs[i]);
+    return cdz_client_send(c, m);
+}
+
+cdz_status cdz_client_stream_chunk(cdz_client *c, uint64_t request_id, uint64_t stream_id, uint64_t sequence,
+                                   int n, const char *const *names, const cdz_tensor *tensors, bool end,
+                                   cdz_proto_msg *m) {
+    if (n < 0 || n > CDZ_PROTO_MAX_TENSORS)
+        return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "client: %d tensors in a chunk", n);
+    cdz_proto_msg_init(m, CDZ_PROTO_STREAM_CHUNK);
+    m->h.request_id = request_id;
+    m->h.stream_id = stream_id;
+    m->h.sequence = sequence;
+    m->h.flags = end ? CDZ_PROTO_FLAG_END_OF_STREAM : 0;
+    m->n_tensors = (uint32_t)n;
+    for (int i = 0; i < n; i++) CDZ_TRY(cdz_proto_tensor_set(&m->tensors[i], names[i], &tensors[i]));
+    return cdz_client_send(c, m);
+}
+
+cdz_status cdz_client_stream_close(cdz_client *c, uint64_t request_id, uint64_t stream_id, uint64_t chunks_sent) {
+    size_t n = 0;
+    uint8_t frame[CDZ_PROTO_HEADER_SIZE];
+    CDZ_TRY(cdz_proto_encode_empty(frame, sizeof frame, CDZ_PROTO_STREAM_CLOSE, request_id, stream_id, chunks_sent, &n));
+    return cdz_client_send_raw(c, frame, n);
+}
+
+cdz_status cdz_client_stream_recv(cdz_client *c, cdz_proto_stream *results, cdz_proto_msg *m, bool *end,
+                                  int timeout_ms) {
+    *end = false;
+    CDZ_TRY(cdz_client_recv(c, m, timeout_ms));
+    if (m->h.type == CDZ_PROTO_ERROR && (m->h.request_id == results->request_id || m->h.request_id == 0))
+        return cdz_proto_error_raise(m);
+    if (m->h.type != CDZ_PROTO_RESULT || m->h.request_id != results->request_id)
+        return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "client: stream %llu: got a %s of request %llu",
+                             (unsigned long long)results->stream_id, cdz_proto_type_name(m->h.type),
+                             (unsigned long long)m->h.request_id);
+    CDZ_TRY(cdz_proto_stream_accept(results, &m->h));
+    *end = (m->h.flags & CDZ_PROTO_FLAG_END_OF_STREAM) != 0;
+    return CDZ_STATUS_OK;
 }

@@ -35,6 +35,26 @@
 #define IN_INITIAL (64u << 10)
 
 typedef struct conn conn;
+typedef struct strm strm;
+
+/* An open stream (docs/serving.md "Streams"): owned by its connection, I/O thread only. Each
+ * STREAM_CHUNK becomes a job with stream_id (the scheduler runs them in order on one worker);
+ * each finished job becomes the next RESULT; the end of the input and no job left sends the
+ * final RESULT with END_OF_STREAM. What a stream buffers is its chunks in flight, bounded by
+ * the connection's max-inflight (a chunk over it is BUSY and ends the stream). */
+struct strm {
+    uint64_t sid, rid;
+    cdz_proto_stream ps;
+    char model[CDZ_JOB_MAX_NAME];
+    int32_t n_outputs;
+    char outputs[CDZ_JOB_MAX_TENSORS][CDZ_JOB_MAX_NAME];
+    int32_t priority;
+    int64_t deadline_ns;     /* whole stream; 0 = none */
+    uint64_t out_seq;        /* next RESULT sequence */
+    uint32_t pending;        /* chunk jobs in flight */
+    bool input_done;
+    strm *next;
+};
 
 typedef struct req {
     cdz_job job;
@@ -44,6 +64,9 @@ typedef struct req {
     struct req *prev, *next; /* in c's in-flight list */
     struct req *done_next;
     cdz_server *srv;
+    strm *st;            /* the stream of a STREAM_CHUNK job; NULL once that stream ended */
+    bool is_stream;
+    uint64_t chunk_seq;
 } req;
 
 struct conn {
@@ -60,6 +83,8 @@ struct conn {
     int64_t write_stall_ns;           /* when pending output last made no progress, or 0 */
     uint32_t inflight;
     req *reqs;
+    strm *streams;
+    uint32_t n_streams;
     conn *prev, *next;
 };
 
@@ -84,6 +109,7 @@ struct cdz_server {
     pthread_mutex_t stats_mu;
     cdz_server_stats stats;
     atomic_uint_fast64_t inflight;
+    atomic_uint_fast64_t streams_open; /* across connections (tests read it) */
     size_t out_high;             /* stop reading a connection with this much output pending */
     cdz_server_hooks hooks;
     cdz_proto_msg msg;           /* decode/encode scratch, I/O thread only */
@@ -196,14 +222,23 @@ static void conn_close(cdz_server *s, conn *c, const char *why) {
         n_cancel++;
     }
     c->reqs = NULL;
+    uint32_t n_streams = 0;
+    while (c->streams) {
+        strm *st = c->streams;
+        c->streams = st->next;
+        free(st);
+        n_streams++;
+    }
+    c->n_streams = 0;
+    atomic_fetch_sub(&s->streams_open, n_streams);
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
     stat_add(s, &s->stats.connections_open, (uint64_t)-1);
     if (s->hooks.connections) s->hooks.connections(s->hooks.user, -1);
-    cdz_log(CDZ_LOG_LEVEL_DEBUG, LOG_COMPONENT, "connection %llu closed (%s; %u requests cancelled)",
-            (unsigned long long)c->id, why, n_cancel);
+    cdz_log(CDZ_LOG_LEVEL_DEBUG, LOG_COMPONENT, "connection %llu closed (%s; %u requests cancelled, %u streams freed)",
+            (unsigned long long)c->id, why, n_cancel, n_streams);
     c->next = s->graveyard;
     s->graveyard = c;
 }
@@ -370,6 +405,260 @@ static void handle_infer(cdz_server *s, conn *c, const uint8_t *frame, size_t le
     }
 }
 
+/* ------------------------------------------------------------------ streams */
+
+/* A model whose requests can be cut into independent chunks (rows in, rows out: testnet).
+ * HTDemucs streams need windows of raw forward passes (models/stream_htdemucs.h) that the
+ * htdemucs backend does not offer yet: refused as UNSUPPORTED. */
+static bool model_streamable(const char *desc) {
+    if (!desc) return false;
+    json_t *root = json_loads(desc, 0, NULL);
+    const char *knd = root ? json_string_value(json_object_get(root, "kind")) : NULL;
+    bool ok = knd && strcmp(knd, "testnet") == 0;
+    json_decref(root);
+    return ok;
+}
+
+static strm *stream_find(conn *c, uint64_t sid) {
+    for (strm *st = c->streams; st; st = st->next)
+        if (st->sid == sid) return st;
+    return NULL;
+}
+
+/* Close a stream: its chunk jobs still in flight are cancelled and freed unwritten. */
+static void stream_end(cdz_server *s, conn *c, strm *st) {
+    for (req *r = c->reqs; r; r = r->next)
+        if (r->st == st) {
+            r->st = NULL;
+            cdz_sched_cancel(s->sched, &r->job);
+        }
+    for (strm **pp = &c->streams; *pp; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    c->n_streams--;
+    atomic_fetch_sub(&s->streams_open, 1);
+    free(st);
+}
+
+/* The input ended and every chunk was answered: the final RESULT (END_OF_STREAM, no tensors). */
+static void stream_maybe_finish(cdz_server *s, conn *c, strm *st) {
+    if (!st->input_done || st->pending) return;
+    cdz_proto_msg *m = &s->msg;
+    cdz_proto_msg_init(m, CDZ_PROTO_RESULT);
+    m->h.request_id = st->rid;
+    m->h.stream_id = st->sid;
+    m->h.sequence = st->out_seq++;
+    m->h.flags = CDZ_PROTO_FLAG_END_OF_STREAM;
+    send_msg(s, c, m);
+    stat_add(s, &s->stats.results, 1);
+    stream_end(s, c, st);
+}
+
+static void handle_stream_open(cdz_server *s, conn *c, const uint8_t *frame, size_t len, int64_t t_recv) {
+    uint64_t rid = raw_u64(frame + 16), sid = raw_u64(frame + 24), seq = raw_u64(frame + 32);
+    cdz_proto_limits lim = {.max_body = s->cfg.max_frame_bytes, .authenticated = true};
+    cdz_proto_msg *m = &s->msg;
+    char msg[256];
+    cdz_status st = cdz_proto_decode(frame, len, &lim, m);
+    stat_add(s, &s->stats.requests, 1);
+    if (st != CDZ_STATUS_OK) {
+        send_error(s, c, rid, sid, seq, st, false, false, cdz_last_error()->message);
+        return;
+    }
+    if (s->draining) {
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_SHUTTING_DOWN, true, false,
+                   "the server is shutting down; open the stream on another instance");
+        return;
+    }
+    if (stream_find(c, sid)) {
+        snprintf(msg, sizeof msg, "STREAM_OPEN: stream %llu is already open on this connection",
+                 (unsigned long long)sid);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_INVALID_ARGUMENT, false, false, msg);
+        return;
+    }
+    for (strm *o = c->streams; o; o = o->next)
+        if (o->rid == rid) {
+            snprintf(msg, sizeof msg, "STREAM_OPEN: request_id %llu is already the id of stream %llu",
+                     (unsigned long long)rid, (unsigned long long)o->sid);
+            send_error(s, c, rid, sid, seq, CDZ_STATUS_INVALID_ARGUMENT, false, false, msg);
+            return;
+        }
+    if (c->n_streams >= s->cfg.max_streams) {
+        snprintf(msg, sizeof msg, "STREAM_OPEN: the connection has %u open streams (max-streams %u)",
+                 c->n_streams, s->cfg.max_streams);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_BUSY, true, false, msg);
+        return;
+    }
+    const char *desc = strlen(m->model) < CDZ_JOB_MAX_NAME ? cdz_sched_describe_model(s->sched, m->model) : NULL;
+    if (!desc) {
+        snprintf(msg, sizeof msg, "STREAM_OPEN: no model named '%.64s' is served", m->model);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_UNKNOWN_MODEL, false, false, msg);
+        return;
+    }
+    if (!model_streamable(desc)) {
+        snprintf(msg, sizeof msg, "STREAM_OPEN: model '%.64s' cannot be streamed by this server yet "
+                 "(streams serve row models such as testnet); use INFER", m->model);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_UNSUPPORTED, false, false, msg);
+        return;
+    }
+    if (m->n_tensors > 0 || m->n_outputs > CDZ_JOB_MAX_TENSORS) {
+        snprintf(msg, sizeof msg, "STREAM_OPEN: %u parameter tensors (none accepted) and %u outputs (at most %d)",
+                 m->n_tensors, m->n_outputs, CDZ_JOB_MAX_TENSORS);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_INVALID_ARGUMENT, false, false, msg);
+        return;
+    }
+    strm *sp = calloc(1, sizeof *sp);
+    if (!sp) {
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_OUT_OF_MEMORY, true, false, "out of host memory");
+        return;
+    }
+    sp->sid = sid;
+    sp->rid = rid;
+    cdz_proto_stream_begin(&sp->ps, sid, rid);
+    snprintf(sp->model, sizeof sp->model, "%s", m->model);
+    sp->n_outputs = (int32_t)m->n_outputs;
+    for (uint32_t i = 0; i < m->n_outputs; i++) snprintf(sp->outputs[i], CDZ_JOB_MAX_NAME, "%s", m->outputs[i]);
+    sp->priority = m->h.priority;
+    sp->deadline_ns = m->h.deadline_us ? t_recv + (int64_t)m->h.deadline_us * 1000 : 0;
+    sp->next = c->streams;
+    c->streams = sp;
+    c->n_streams++;
+    atomic_fetch_add(&s->streams_open, 1);
+}
+
+/* STREAM_CHUNK / STREAM_CLOSE: in sequence order only; anything else ends the stream. */
+static void handle_stream_input(cdz_server *s, conn *c, const uint8_t *frame, size_t len, int64_t t_recv) {
+    uint64_t rid = raw_u64(frame + 16), sid = raw_u64(frame + 24), seq = raw_u64(frame + 32);
+    char msg[256];
+    strm *st = stream_find(c, sid);
+    if (!st) {
+        snprintf(msg, sizeof msg, "stream %llu is not open on this connection (sequence %llu)",
+                 (unsigned long long)sid, (unsigned long long)seq);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_INVALID_ARGUMENT, false, false, msg);
+        return;
+    }
+    req *r = calloc(1, sizeof *r);
+    uint8_t *copy = r ? malloc(len) : NULL;
+    if (!copy) {
+        free(r);
+        send_error(s, c, rid, sid, seq, CDZ_STATUS_OUT_OF_MEMORY, true, false, "out of host memory");
+        stream_end(s, c, st);
+        return;
+    }
+    memcpy(copy, frame, len);
+    r->frame = copy;
+    r->srv = s;
+    r->request_id = st->rid;
+    r->is_stream = true;
+    r->chunk_seq = seq;
+    cdz_proto_limits lim = {.max_body = s->cfg.max_frame_bytes, .authenticated = true};
+    cdz_proto_msg *m = &s->msg;
+    cdz_status rc = cdz_proto_decode(copy, len, &lim, m);
+    if (rc == CDZ_STATUS_OK) rc = cdz_proto_stream_accept(&st->ps, &m->h);
+    if (rc == CDZ_STATUS_OK && m->h.type == CDZ_PROTO_STREAM_CHUNK && m->n_tensors > CDZ_JOB_MAX_TENSORS)
+        rc = cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "stream %llu: chunk %llu has %u tensors, at most %d",
+                           (unsigned long long)sid, (unsigned long long)seq, m->n_tensors, CDZ_JOB_MAX_TENSORS);
+    if (rc == CDZ_STATUS_OK && m->h.type == CDZ_PROTO_STREAM_CHUNK && m->n_tensors > 0 &&
+        c->inflight >= s->cfg.max_inflight)
+        rc = cdz_error_set(CDZ_STATUS_BUSY, "stream %llu: chunk %llu over the connection's %u requests in flight "
+                           "(max-inflight); the stream ends (a chunk is never skipped)",
+                           (unsigned long long)sid, (unsigned long long)seq, s->cfg.max_inflight);
+    if (rc != CDZ_STATUS_OK) {
+        const cdz_error *e = cdz_last_error();
+        send_error(s, c, rid, sid, seq, rc, e->code == rc ? e->retryable : cdz_status_retryable(rc), false,
+                   e->code == rc ? e->message : cdz_status_name(rc));
+        free(copy);
+        free(r);
+        stream_end(s, c, st);
+        return;
+    }
+    if (m->h.type == CDZ_PROTO_STREAM_CLOSE || m->n_tensors == 0 || st->ps.ended) st->input_done = st->ps.ended;
+    if (m->h.type == CDZ_PROTO_STREAM_CLOSE || m->n_tensors == 0) {
+        free(copy);
+        free(r);
+        stream_maybe_finish(s, c, st);
+        return;
+    }
+    uint64_t jid = atomic_fetch_add(&s->next_job_id, 1);
+    cdz_job_init(&r->job, jid, st->model, job_done, r);
+    for (uint32_t i = 0; rc == CDZ_STATUS_OK && i < m->n_tensors; i++) {
+        rc = cdz_proto_tensor_view(&m->tensors[i], &r->job.inputs[i]);
+        snprintf(r->job.input_names[i], CDZ_JOB_MAX_NAME, "%s", m->tensors[i].name);
+    }
+    r->job.n_inputs = (int32_t)m->n_tensors;
+    r->job.n_outputs = st->n_outputs;
+    for (int32_t i = 0; i < st->n_outputs; i++) snprintf(r->job.output_names[i], CDZ_JOB_MAX_NAME, "%s", st->outputs[i]);
+    int64_t dl = m->h.deadline_us ? t_recv + (int64_t)m->h.deadline_us * 1000 : 0;
+    if (st->deadline_ns && (!dl || st->deadline_ns < dl)) dl = st->deadline_ns;
+    r->job.deadline_ns = dl;
+    r->job.priority = st->priority;
+    r->job.stream_id = sid;
+    if (rc == CDZ_STATUS_OK) {
+        r->c = c;
+        r->st = st;
+        r->next = c->reqs;
+        if (c->reqs) c->reqs->prev = r;
+        c->reqs = r;
+        c->inflight++;
+        st->pending++;
+        atomic_fetch_add(&s->inflight, 1);
+        rc = cdz_sched_submit(s->sched, &r->job);
+        if (rc != CDZ_STATUS_OK) {
+            atomic_fetch_sub(&s->inflight, 1);
+            c->inflight--;
+            st->pending--;
+            if (r->prev) r->prev->next = r->next;
+            else c->reqs = r->next;
+            if (r->next) r->next->prev = r->prev;
+        }
+    }
+    if (rc != CDZ_STATUS_OK) {
+        const cdz_error *e = cdz_last_error();
+        send_error(s, c, rid, sid, seq, rc, e->code == rc ? e->retryable : cdz_status_retryable(rc), false,
+                   e->code == rc ? e->message : cdz_status_name(rc));
+        req_free(r);
+        stream_end(s, c, st);
+    }
+}
+
+/* A chunk job came back (r is unlinked from the connection; the caller frees it). */
+static void deliver_stream(cdz_server *s, conn *c, req *r) {
+    strm *st = r->st;
+    cdz_job *j = &r->job;
+    if (!st) return; /* its stream ended (error, cancel): freed unwritten */
+    st->pending--;
+    if (j->status != CDZ_STATUS_OK) {
+        char msg[CDZ_PROTO_MAX_MESSAGE + 1];
+        snprintf(msg, sizeof msg, "stream %llu chunk %llu: %s", (unsigned long long)st->sid,
+                 (unsigned long long)r->chunk_seq, j->error.message[0] ? j->error.message : cdz_status_name(j->status));
+        send_error(s, c, st->rid, st->sid, r->chunk_seq, j->status,
+                   j->error.code == j->status ? j->error.retryable : cdz_status_retryable(j->status), false, msg);
+        stream_end(s, c, st);
+        return;
+    }
+    cdz_proto_msg *m = &s->msg;
+    cdz_proto_msg_init(m, CDZ_PROTO_RESULT);
+    m->h.request_id = st->rid;
+    m->h.stream_id = st->sid;
+    m->h.sequence = st->out_seq++;
+    m->queue_us = j->t_start_ns > j->t_submit_ns ? (uint64_t)(j->t_start_ns - j->t_submit_ns) / 1000 : 0;
+    m->compute_us = j->t_end_ns > j->t_start_ns ? (uint64_t)(j->t_end_ns - j->t_start_ns) / 1000 : 0;
+    cdz_status rc = CDZ_STATUS_OK;
+    for (int32_t i = 0; i < j->n_results && rc == CDZ_STATUS_OK; i++)
+        rc = cdz_proto_tensor_set(&m->tensors[i], j->result_names[i], &j->results[i]);
+    m->n_tensors = (uint32_t)j->n_results;
+    if (rc != CDZ_STATUS_OK) {
+        send_error(s, c, st->rid, st->sid, r->chunk_seq, CDZ_STATUS_INTERNAL, false, false, cdz_last_error()->message);
+        stream_end(s, c, st);
+        return;
+    }
+    send_msg(s, c, m);
+    stat_add(s, &s->stats.results, 1);
+    stream_maybe_finish(s, c, st);
+}
+
 /* MODEL_LIST from the backends' JSON descriptions ({"inputs":[{"name","dtype","shape"}],
  * "outputs":[...]}); a description that does not parse lists the model without specs. */
 static void add_specs(cdz_proto_msg *m, json_t *arr, uint16_t *count) {
@@ -412,6 +701,7 @@ static void handle_list_models(cdz_server *s, conn *c, uint64_t rid) {
         pm->first_input = (uint16_t)m->n_tensors;
         const char *desc = cdz_sched_describe_model(s->sched, st.models[i].name);
         json_t *root = desc ? json_loads(desc, 0, NULL) : NULL;
+        if (model_streamable(desc)) pm->flags |= CDZ_PROTO_MODEL_STREAM;
         if (root) {
             add_specs(m, json_object_get(root, "inputs"), &pm->n_inputs);
             pm->first_output = (uint16_t)m->n_tensors;
@@ -443,7 +733,7 @@ static void handle_hello(cdz_server *s, conn *c, const uint8_t *frame, size_t le
     cdz_proto_msg_init(m, CDZ_PROTO_WELCOME);
     m->h.request_id = rid;
     m->max_body = s->cfg.max_frame_bytes;
-    m->max_streams = 0; /* streams are not served yet (STREAM_OPEN is UNSUPPORTED) */
+    m->max_streams = (uint16_t)(s->cfg.max_streams > 65535 ? 65535 : s->cfg.max_streams);
     snprintf(m->agent, sizeof m->agent, "cadenza/%d.%d.%d", CDZ_VERSION_MAJOR, CDZ_VERSION_MINOR,
              CDZ_VERSION_PATCH);
     c->authed = true;
@@ -468,10 +758,11 @@ static void handle_frame(cdz_server *s, conn *c, const uint8_t *frame, size_t le
                    "HELLO: the connection is already authenticated");
         return;
     case CDZ_PROTO_STREAM_OPEN:
+        handle_stream_open(s, c, frame, len, t);
+        return;
     case CDZ_PROTO_STREAM_CHUNK:
     case CDZ_PROTO_STREAM_CLOSE:
-        send_error(s, c, rid, sid, seq, CDZ_STATUS_UNSUPPORTED, false, false,
-                   "streams are not served by this version of cadenza serve; use INFER");
+        handle_stream_input(s, c, frame, len, t);
         return;
     default:
         break;
@@ -483,6 +774,13 @@ static void handle_frame(cdz_server *s, conn *c, const uint8_t *frame, size_t le
         return;
     }
     if (type == CDZ_PROTO_CANCEL) {
+        for (strm *sp = c->streams; sp; sp = sp->next)
+            if (sp->rid == rid) {
+                send_error(s, c, rid, sp->sid, 0, CDZ_STATUS_CANCELLED, false, false,
+                           "the stream was cancelled by CANCEL");
+                stream_end(s, c, sp);
+                break;
+            }
         for (req *r = c->reqs; r; r = r->next)
             if (r->request_id == rid) cdz_sched_cancel(s->sched, &r->job);
     } else if (type == CDZ_PROTO_LIST_MODELS) {
@@ -652,7 +950,9 @@ static void deliver(cdz_server *s, req *r) {
     else c->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
     c->inflight--;
-    if (j->status == CDZ_STATUS_OK) {
+    if (r->is_stream) {
+        deliver_stream(s, c, r);
+    } else if (j->status == CDZ_STATUS_OK) {
         cdz_proto_msg *m = &s->msg;
         cdz_proto_msg_init(m, CDZ_PROTO_RESULT);
         m->h.request_id = r->request_id;

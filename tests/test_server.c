@@ -213,7 +213,7 @@ static void case_roundtrip(th_suite *s, const char *unix_path) {
         th_expect_status(s, "wrong input shape", cdz_client_infer(c, 12, "tn", 1, in, &t3, 0, NULL, 0, m, 5000), CDZ_STATUS_INVALID_ARGUMENT);
         th_expect_status(s, "deadline 1us", infer_rows(c, 13, x, 5, 1, m), CDZ_STATUS_DEADLINE_EXCEEDED);
         th_check(s, "deadline retryable", cdz_last_error()->retryable, "%s", "");
-        /* a second HELLO and a stream: typed errors, connection stays */
+        /* a second HELLO and a stream on an unknown model: typed errors, connection stays */
         cdz_proto_msg_init(m, CDZ_PROTO_HELLO);
         m->h.request_id = 14;
         cdz_client_send(c, m);
@@ -223,10 +223,10 @@ static void case_roundtrip(th_suite *s, const char *unix_path) {
         cdz_proto_msg_init(m, CDZ_PROTO_STREAM_OPEN);
         m->h.request_id = 15;
         m->h.stream_id = 1;
-        snprintf(m->model, sizeof m->model, "tn");
+        snprintf(m->model, sizeof m->model, "nope"); /* streams themselves: tests/test_stream.c */
         cdz_client_send(c, m);
         th_ok(s, "recv", cdz_client_recv(c, m, 5000));
-        th_check(s, "STREAM_OPEN -> UNSUPPORTED", m->h.type == CDZ_PROTO_ERROR && m->code == CDZ_STATUS_UNSUPPORTED, "code %d", m->code);
+        th_check(s, "STREAM_OPEN unknown model -> UNKNOWN_MODEL", m->h.type == CDZ_PROTO_ERROR && m->code == CDZ_STATUS_UNKNOWN_MODEL, "code %d", m->code);
         th_ok(s, "still serving", infer_rows(c, 16, x, 5, 0, m));
         /* too large: a frame over max_frame_bytes -> TOO_LARGE + CLOSING */
         static float big[(1 << 20) / 4 + 4096];
