@@ -183,6 +183,14 @@ test: tests
 test-gpu: tests
 	@bash tests/run-gpu.sh $(BUILD)
 
+# Benchmark against PyTorch on this machine's GPU (docs/performance.md): builds
+# BUILD/bench/bench_cadenza, then bench/run.sh makes weights and inputs, runs both sides,
+# compares outputs and writes bench/results/<gpu>/. BENCH_ARGS="--cpu --small": CPU smoke test.
+bench: $(BUILD)/libcadenza.a
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $(BUILD)/bench/bench_cadenza bench/bench_cadenza.c $(BUILD)/libcadenza.a $(LDLIBS)
+	@[ -n "$(BENCH_BUILD_ONLY)" ] || bash bench/run.sh --build $(BUILD) $(BENCH_ARGS)
+
 # ---------------------------------------------------------------- fuzzing (clang + libFuzzer)
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
