@@ -57,10 +57,6 @@ const char *cdz_act_name(cdz_act kind) {
 }
 
 /* ------------------------------------------------------------------ checks */
-static bool is_float_dtype(cdz_dtype d) {
-    return d == CDZ_DTYPE_F32 || d == CDZ_DTYPE_F16 || d == CDZ_DTYPE_BF16;
-}
-
 static bool overlap(const cdz_tensor *a, const cdz_tensor *b) {
     uintptr_t a0 = (uintptr_t)a->data, a1 = a0 + cdz_tensor_nbytes(a);
     uintptr_t b0 = (uintptr_t)b->data, b1 = b0 + cdz_tensor_nbytes(b);
@@ -68,17 +64,6 @@ static bool overlap(const cdz_tensor *a, const cdz_tensor *b) {
 }
 
 /* x, y tensors on ctx's device, float dtypes, y of x's dtype. Shapes are checked by callers. */
-/* Element and byte counts fit in int64 (descriptors can be built by hand). */
-static cdz_status check_size(const char *op, const char *name, const cdz_tensor *t) {
-    int64_t n = 1, bytes;
-    for (int32_t d = 0; d < t->ndim; d++)
-        CDZ_REQUIRE(!__builtin_mul_overflow(n, t->shape[d], &n), "%s: %s has too many elements",
-                    op, name);
-    CDZ_REQUIRE(!__builtin_mul_overflow(n, (int64_t)cdz_dtype_size(t->dtype), &bytes),
-                "%s: %s is too large", op, name);
-    return CDZ_STATUS_OK;
-}
-
 static cdz_status check_pair(const cdz_ctx *ctx, const char *op, const cdz_tensor *x,
                              const cdz_tensor *y, int32_t min_ndim, const char *layout) {
     char bx[96], by[96];
@@ -86,9 +71,9 @@ static cdz_status check_pair(const cdz_ctx *ctx, const char *op, const cdz_tenso
     CDZ_REQUIRE(x != NULL && y != NULL, "%s: x and y must not be NULL", op);
     CDZ_TRY(cdz_check_tensor(ctx, op, "x", x, CDZ_DTYPE_COUNT_, -1));
     CDZ_TRY(cdz_check_tensor(ctx, op, "y", y, CDZ_DTYPE_COUNT_, -1));
-    CDZ_TRY(check_size(op, "x", x));
-    CDZ_TRY(check_size(op, "y", y));
-    CDZ_REQUIRE(is_float_dtype(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
+    CDZ_TRY(cdz_check_tensor_size(op, "x", x));
+    CDZ_TRY(cdz_check_tensor_size(op, "y", y));
+    CDZ_REQUIRE(cdz_dtype_is_float(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
                 cdz_tensor_str(x, bx, sizeof bx));
     CDZ_REQUIRE(y->dtype == x->dtype, "%s: y must have x's dtype %s (got %s)", op,
                 cdz_dtype_name(x->dtype), cdz_tensor_str(y, by, sizeof by));

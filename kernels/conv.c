@@ -89,10 +89,6 @@ void cdz_conv_geom_init(cdz_conv_geom *g, const cdz_tensor *x, const cdz_tensor 
 /* ------------------------------------------------------------------------------------
  * Validation shared by the four entries
  * ---------------------------------------------------------------------------------- */
-static bool is_float_dtype(cdz_dtype d) {
-    return d == CDZ_DTYPE_F32 || d == CDZ_DTYPE_F16 || d == CDZ_DTYPE_BF16;
-}
-
 static cdz_status conv_validate(cdz_ctx *ctx, const char *op, int dims, bool transposed,
                                 const cdz_tensor *x, const cdz_tensor *w, const cdz_tensor *bias,
                                 const cdz_tensor *y, const cdz_conv_params *p) {
@@ -103,7 +99,7 @@ static cdz_status conv_validate(cdz_ctx *ctx, const char *op, int dims, bool tra
     CDZ_TRY(cdz_check_tensor(ctx, op, "x", x, CDZ_DTYPE_COUNT_, nd));
     CDZ_TRY(cdz_check_tensor(ctx, op, "weight", w, CDZ_DTYPE_COUNT_, nd));
     CDZ_TRY(cdz_check_tensor(ctx, op, "y", y, CDZ_DTYPE_COUNT_, nd));
-    CDZ_REQUIRE(is_float_dtype(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
+    CDZ_REQUIRE(cdz_dtype_is_float(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
                 cdz_dtype_name(x->dtype));
     CDZ_REQUIRE(w->dtype == x->dtype, "%s: weight is %s but x is %s (they must match)", op,
                 cdz_dtype_name(w->dtype), cdz_dtype_name(x->dtype));

@@ -12,16 +12,12 @@
 
 /* ---------------------------------------------------------------- shared helpers */
 
-static bool is_float_dtype(cdz_dtype dt) {
-    return dt == CDZ_DTYPE_F32 || dt == CDZ_DTYPE_F16 || dt == CDZ_DTYPE_BF16;
-}
-
 /* Contiguous float tensor on ctx's device with an element count that fits int64 bytes. */
 static cdz_status check_float(const cdz_ctx *ctx, const char *op, const char *name,
                               const cdz_tensor *t) {
     CDZ_TRY(cdz_check_tensor(ctx, op, name, t, CDZ_DTYPE_COUNT_, -1));
     char buf[160];
-    if (!is_float_dtype(t->dtype))
+    if (!cdz_dtype_is_float(t->dtype))
         return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "%s: %s must be f32, f16 or bf16 (got %s)",
                              op, name, cdz_tensor_str(t, buf, sizeof buf));
     int64_t n = 1;

@@ -13,10 +13,6 @@
 
 /* ------------------------------------------------------------------ shared checks */
 
-static bool is_float_dtype(cdz_dtype dt) {
-    return dt == CDZ_DTYPE_F32 || dt == CDZ_DTYPE_F16 || dt == CDZ_DTYPE_BF16;
-}
-
 /* Product of dims times the element size fits in int64 (descriptors can be hand-made). */
 static bool size_fits(const cdz_tensor *t) {
     int64_t n = (int64_t)cdz_dtype_size(t->dtype);
@@ -65,7 +61,7 @@ static cdz_status check_operand(const cdz_ctx *ctx, const char *op, const char *
                                 const cdz_tensor *t, int32_t ndim) {
     CDZ_TRY(check_tensor_any(ctx, op, name, t, ndim));
     char buf[160];
-    CDZ_REQUIRE(is_float_dtype(t->dtype), "%s: %s must be f32, f16 or bf16 (got %s)", op, name,
+    CDZ_REQUIRE(cdz_dtype_is_float(t->dtype), "%s: %s must be f32, f16 or bf16 (got %s)", op, name,
                 cdz_tensor_str(t, buf, sizeof buf));
     CDZ_REQUIRE(size_fits(t), "%s: %s is too large (%s)", op, name,
                 cdz_tensor_str(t, buf, sizeof buf));

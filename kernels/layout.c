@@ -14,10 +14,6 @@
 
 /* ---------------------------------------------------------------- validation helpers */
 
-static bool is_float_dtype(cdz_dtype dt) {
-    return dt == CDZ_DTYPE_F32 || dt == CDZ_DTYPE_F16 || dt == CDZ_DTYPE_BF16;
-}
-
 /* Largest element offset of a view with strides >= 0 (the caller checked for overflow). */
 static int64_t max_offset(const cdz_tensor *t) {
     int64_t m = 0;
@@ -37,7 +33,7 @@ static cdz_status check_view(const cdz_ctx *ctx, const char *op, const char *nam
         return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "%s: %s has %d dims (at most %d)", op,
                              name, t->ndim, CDZ_MAX_DIMS);
     cdz_tensor_str(t, s, sizeof s);
-    if (float_only && !is_float_dtype(t->dtype))
+    if (float_only && !cdz_dtype_is_float(t->dtype))
         return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "%s: %s must be f32, f16 or bf16 (got %s)",
                              op, name, s);
     const int64_t lim = INT64_MAX / 16; /* byte offsets stay far from overflow */

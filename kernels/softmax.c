@@ -9,10 +9,6 @@
 #include "ctx.h"   // defines: cdz_ctx_is_cuda
 #include "half.h"  // defines: cdz_f16_to_f32, cdz_f32_to_f16, cdz_bf16_to_f32, cdz_f32_to_bf16
 
-static bool is_float_dtype(cdz_dtype dt) {
-    return dt == CDZ_DTYPE_F32 || dt == CDZ_DTYPE_F16 || dt == CDZ_DTYPE_BF16;
-}
-
 /* cdz_check_tensor, except that the strides of an empty tensor are not looked at: it has
  * no elements, hence no layout (the runtime's contiguity test refuses e.g. a [3, 0] built
  * by cdz_tensor_init, whose stride 1 for dim 0 is not 0). */
@@ -44,9 +40,9 @@ cdz_status cdz_softmax(cdz_ctx *ctx, const cdz_tensor *x, cdz_tensor *y, float s
     CDZ_REQUIRE(ctx, "%s: ctx is NULL", op);
     CDZ_TRY(check_tensor_any(ctx, op, "x", x, -1));
     CDZ_TRY(check_tensor_any(ctx, op, "y", y, -1));
-    CDZ_REQUIRE(is_float_dtype(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
+    CDZ_REQUIRE(cdz_dtype_is_float(x->dtype), "%s: x must be f32, f16 or bf16 (got %s)", op,
                 cdz_tensor_str(x, buf, sizeof buf));
-    CDZ_REQUIRE(is_float_dtype(y->dtype), "%s: y must be f32, f16 or bf16 (got %s)", op,
+    CDZ_REQUIRE(cdz_dtype_is_float(y->dtype), "%s: y must be f32, f16 or bf16 (got %s)", op,
                 cdz_tensor_str(y, buf, sizeof buf));
     CDZ_REQUIRE(x->ndim >= 1, "%s: x must have at least 1 dim (got a scalar)", op);
     CDZ_REQUIRE(cdz_tensor_same_shape(x, y), "%s: y must have x's shape %s", op,

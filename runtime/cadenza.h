@@ -123,6 +123,8 @@ typedef enum cdz_dtype {
 } cdz_dtype;
 
 size_t cdz_dtype_size(cdz_dtype dtype);
+/* f32, f16 or bf16: the dtypes the float ops compute on. */
+bool cdz_dtype_is_float(cdz_dtype dtype);
 /* Short lower-case name: "f32", "f16", "bf16", ... */
 const char *cdz_dtype_name(cdz_dtype dtype);
 

@@ -64,3 +64,13 @@ cdz_status cdz_check_tensor(const cdz_ctx *ctx, const char *op, const char *name
         return cdz_error_set(CDZ_STATUS_INVALID_ARGUMENT, "%s: %s has no data (%s)", op, name, got);
     return CDZ_STATUS_OK;
 }
+
+cdz_status cdz_check_tensor_size(const char *op, const char *name, const cdz_tensor *t) {
+    int64_t n = 1, bytes;
+    for (int32_t d = 0; d < t->ndim; d++)
+        CDZ_REQUIRE(!__builtin_mul_overflow(n, t->shape[d], &n), "%s: %s has too many elements",
+                    op, name);
+    CDZ_REQUIRE(!__builtin_mul_overflow(n, (int64_t)cdz_dtype_size(t->dtype), &bytes),
+                "%s: %s is too large", op, name);
+    return CDZ_STATUS_OK;
+}

@@ -94,6 +94,10 @@ const char *cdz_cufft_result_name(int result);
 cdz_status cdz_check_tensor(const cdz_ctx *ctx, const char *op, const char *name,
                             const cdz_tensor *t, cdz_dtype dtype, int32_t ndim);
 
+/* Element and byte counts of t fit in int64 (descriptors can be built by hand):
+ * INVALID_ARGUMENT "<op>: <name> has too many elements" / "is too large" otherwise. */
+cdz_status cdz_check_tensor_size(const char *op, const char *name, const cdz_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,10 @@ size_t cdz_dtype_size(cdz_dtype dtype) {
     return (unsigned)dtype < CDZ_DTYPE_COUNT_ ? dtype_info[dtype].size : 0;
 }
 
+bool cdz_dtype_is_float(cdz_dtype dtype) {
+    return dtype == CDZ_DTYPE_F32 || dtype == CDZ_DTYPE_F16 || dtype == CDZ_DTYPE_BF16;
+}
+
 const char *cdz_dtype_name(cdz_dtype dtype) {
     return (unsigned)dtype < CDZ_DTYPE_COUNT_ ? dtype_info[dtype].name : "invalid-dtype";
 }
